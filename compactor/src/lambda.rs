@@ -1,0 +1,76 @@
+//! The compaction Lambda: an EventBridge scheduled event (or a Step
+//! Functions task naming a day) runs the same code as `sediment compact`.
+
+use serde_json::{Value, json};
+use sediment_lake::{Config, Lake};
+
+use crate::{Compactor, DaySelection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("not retryable: {0}")]
+    BadRequest(String),
+    #[error("retryable: {0}")]
+    Run(#[from] crate::Error),
+}
+
+/// What the invocation asks for: `{"date": "YYYY-MM-DD"}`, `{"from": …, "to": …}`,
+/// `{"all": true}`, optionally `"rebuild": true`; anything else (a scheduled
+/// event) compacts closed and dirty days.
+pub fn selection(event: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<(DaySelection, bool), Error> {
+    let date = |k: &str| -> Result<Option<chrono::NaiveDate>, Error> {
+        match event.get(k).and_then(Value::as_str) {
+            None => Ok(None),
+            Some(s) => s.parse().map(Some).map_err(|_| Error::BadRequest(format!("`{k}` is not a YYYY-MM-DD date: {s:?}"))),
+        }
+    };
+    let rebuild = event.get("rebuild").and_then(Value::as_bool).unwrap_or(false);
+    let sel = match (date("date")?, date("from")?, date("to")?) {
+        (Some(d), _, _) => DaySelection::One(d),
+        (None, Some(a), Some(b)) => DaySelection::Range(a, b),
+        (None, Some(_), None) | (None, None, Some(_)) => return Err(Error::BadRequest("give both `from` and `to`".into())),
+        (None, None, None) if event.get("all").and_then(Value::as_bool) == Some(true) => DaySelection::All,
+        _ => DaySelection::Closed { now },
+    };
+    Ok((sel, rebuild))
+}
+
+/// Handles one invocation; the `Ok` value is the response (the run report).
+pub async fn handle(compactor: &Compactor, event: &Value) -> Result<Value, Error> {
+    let (sel, rebuild) = selection(event, chrono::Utc::now())?;
+    let report = compactor.run(&sel, rebuild, &()).await?;
+    tracing::info!(days = report.committed_days(), derived = report.derived.len(), ms = report.duration_ms, "compaction finished");
+    Ok(json!({
+        "committed_days": report.committed_days(),
+        "days": report.days,
+        "derived": report.derived.len(),
+        "duration_ms": report.duration_ms,
+    }))
+}
+
+/// The compactor named by `SEDIMENT_LAKE` / `SEDIMENT_CONFIG` (a path).
+pub fn from_env() -> Result<Compactor, String> {
+    let config = match std::env::var("SEDIMENT_CONFIG") {
+        Ok(p) if !p.is_empty() => Config::load(std::path::Path::new(&p)).map_err(|e| e.to_string())?,
+        _ => Config::default(),
+    };
+    let url = config.lake_url(std::env::var("SEDIMENT_LAKE").ok().as_deref());
+    let lake = Lake::open(&url).map_err(|e| e.to_string())?;
+    Ok(Compactor::new(lake, config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections() {
+        let now = chrono::Utc::now();
+        let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(selection(&scheduled, now).unwrap().0, DaySelection::Closed { now });
+        assert_eq!(selection(&json!({"date": "2026-11-02"}), now).unwrap().0, DaySelection::One("2026-11-02".parse().unwrap()));
+        assert!(selection(&json!({"from": "2026-11-02"}), now).is_err());
+        assert!(selection(&json!({"date": "yesterday"}), now).is_err());
+        assert!(selection(&json!({"all": true, "rebuild": true}), now).unwrap().1);
+    }
+}

@@ -1,0 +1,191 @@
+//! The compactor: raw events settle into curated Delta Lake tables.
+//!
+//! ```text
+//!  raw/events/dt=D/…  ─┐
+//!  tables/events dt=D ─┴▶ dedup by event_id, sort ─▶ tables/events dt=D   (one commit per day)
+//!                                                        │
+//!                    snapshot(D−1) ⊕ events(D) ──────────┼▶ tables/<projection> snapshot_date=D
+//!                    view SQL over events(D) ────────────┴▶ tables/<view> dt=D
+//! ```
+//!
+//! Concurrency rules: every commit is optimistic against the snapshot it was
+//! planned from and is never retried blindly; a lost race re-plans the day
+//! from fresh state. Data files and manifests are written before the commit
+//! that references them, so a crash at any step leaves at most unreferenced
+//! files (removed by `vacuum`) and a re-run reaches the same tables.
+//! See `docs/adr/0002-exactly-once.md`.
+
+pub mod commit;
+pub mod derived;
+pub mod events;
+pub mod lambda;
+pub mod maintenance;
+pub mod report;
+pub mod write;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{Days, NaiveDate, Utc};
+use sediment_engine::session::{SessionOptions, session};
+use sediment_engine::state::{ManifestCache, curated_days, raw_days};
+use sediment_lake::config::CompactionSection;
+use sediment_lake::paths::{EVENTS_TABLE, report_key};
+use sediment_lake::{Config, Lake};
+
+pub use report::{RunReport, RunReportV1};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] sediment_lake::storage::Error),
+    #[error(transparent)]
+    State(#[from] sediment_engine::state::Error),
+    #[error(transparent)]
+    Delta(#[from] sediment_engine::delta::Error),
+    #[error(transparent)]
+    Commit(#[from] commit::Error),
+    #[error(transparent)]
+    Write(#[from] write::Error),
+    #[error("query engine: {0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Tuning that every step of a run shares.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub compaction: CompactionSection,
+}
+
+impl Settings {
+    /// A fresh DataFusion session bounded by the compaction memory limit.
+    pub fn session(&self, lake: &Lake) -> Result<datafusion::prelude::SessionContext> {
+        let opts = SessionOptions {
+            memory_limit: (self.compaction.memory_limit_mb as usize) << 20,
+            ..Default::default()
+        };
+        Ok(session(lake, &opts)?)
+    }
+}
+
+/// Which days a run considers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaySelection {
+    One(NaiveDate),
+    Range(NaiveDate, NaiveDate),
+    All,
+    /// Closed days (ended at least the grace period before `now`) — the
+    /// scheduled mode: yesterday and older, and any dirty day.
+    Closed { now: chrono::DateTime<Utc> },
+}
+
+/// A compaction run over a lake.
+#[derive(Debug, Clone)]
+pub struct Compactor {
+    lake: Lake,
+    config: Config,
+    manifests: Arc<ManifestCache>,
+}
+
+/// Progress callbacks of a run (the CLI draws a bar from them).
+pub trait Progress: Send + Sync {
+    fn start(&self, _days: usize) {}
+    fn day_done(&self, _report: &events::DayReport) {}
+}
+
+impl Progress for () {}
+
+impl Compactor {
+    pub fn new(lake: Lake, config: Config) -> Self {
+        Self { lake, config, manifests: Arc::new(ManifestCache::default()) }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    fn settings(&self) -> Settings {
+        Settings { compaction: self.config.compaction.clone() }
+    }
+
+    /// The days `selection` names that have raw or curated data.
+    pub async fn days(&self, selection: &DaySelection) -> Result<Vec<NaiveDate>> {
+        let mut days: BTreeSet<NaiveDate> = raw_days(&self.lake).await?.into_iter().collect();
+        if let Some(t) = sediment_engine::delta::open(&self.lake, EVENTS_TABLE).await? {
+            for f in sediment_engine::delta::snapshot_files(&t)? {
+                if let Some(d) = f.partition_values.get("dt").and_then(|v| v.as_deref()).and_then(|v| v.parse().ok()) {
+                    days.insert(d);
+                }
+            }
+        }
+        Ok(days
+            .into_iter()
+            .filter(|d| match selection {
+                DaySelection::One(x) => d == x,
+                DaySelection::Range(a, b) => a <= d && d <= b,
+                DaySelection::All => true,
+                DaySelection::Closed { now } => {
+                    let end = d.checked_add_days(Days::new(1)).and_then(|n| n.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
+                    let grace = chrono::Duration::from_std(self.config.compaction.grace_period).unwrap_or_default();
+                    end.is_some_and(|e| e + grace <= *now)
+                }
+            })
+            .collect())
+    }
+
+    /// Compacts the selected days, then brings projections and views up to
+    /// date. `rebuild` rewrites every selected day and every derived table.
+    pub async fn run(&self, selection: &DaySelection, rebuild: bool, progress: &dyn Progress) -> Result<RunReportV1> {
+        let started = Instant::now();
+        let started_at = Utc::now();
+        self.lake.check_conditional_writes().await?;
+        let settings = self.settings();
+        let days = self.days(selection).await?;
+        progress.start(days.len());
+        let mut report = RunReportV1 {
+            run: started_at.format("%Y%m%dT%H%M%S%.3fZ").to_string(),
+            lake: self.lake.url().to_owned(),
+            started_at: Some(started_at),
+            rebuild,
+            ..Default::default()
+        };
+        for dt in days {
+            let day = events::compact_day(&self.lake, &settings, &self.manifests, dt, rebuild).await?;
+            progress.day_done(&day);
+            report.days.push(day);
+        }
+        // Derived tables follow every curated day (not only the selected ones):
+        // a recompacted day invalidates every later snapshot.
+        if !self.config.projections.is_empty() || !self.config.views.is_empty() {
+            let curated = match sediment_engine::delta::open(&self.lake, EVENTS_TABLE).await? {
+                Some(t) => {
+                    let files = sediment_engine::delta::snapshot_files(&t)?;
+                    curated_days(&self.lake, &self.manifests, EVENTS_TABLE, files, &|_| true).await?
+                }
+                None => Default::default(),
+            };
+            for p in &self.config.projections {
+                report.derived.extend(derived::build_projection(&self.lake, &settings, p, &curated, rebuild).await?);
+            }
+            for v in &self.config.views {
+                report.derived.extend(derived::build_view(&self.lake, &settings, v, &curated, rebuild).await?);
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        if report.committed_days() > 0 || !report.derived.is_empty() {
+            let body = serde_json::to_vec_pretty(&RunReport::V1(report.clone())).map_err(|e| Error::Internal(e.to_string()))?;
+            let key = report_key(&report.run, &short_id());
+            self.lake.put(&key, body.into()).await?;
+        }
+        Ok(report)
+    }
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}

@@ -1,0 +1,82 @@
+//! Run reports: versioned JSON in `_reports/` and a summary on stdout.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::derived::DerivedDayReport;
+use crate::events::DayReport;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "version")]
+pub enum RunReport {
+    #[serde(rename = "1")]
+    V1(RunReportV1),
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReportV1 {
+    pub run: String,
+    pub lake: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration_ms: u64,
+    pub rebuild: bool,
+    pub days: Vec<DayReport>,
+    pub derived: Vec<DerivedDayReport>,
+}
+
+/// The fields of a report that `status` reads back.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportHead {
+    pub run: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub duration_ms: u64,
+}
+
+impl RunReportV1 {
+    /// Days committed in this run.
+    pub fn committed_days(&self) -> usize {
+        self.days.iter().filter(|d| d.committed).count()
+    }
+
+    /// One line per committed day plus a total.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for d in self.days.iter().filter(|d| d.committed) {
+            out.push_str(&format!(
+                "{}  raw files {:>4}  rows in {:>9}  duplicates {:>7}  rows out {:>9}  files {:>2}  {:>10}  {:>6} ms\n",
+                d.dt,
+                d.raw_files_read,
+                d.rows_in,
+                d.duplicates,
+                d.rows_out,
+                d.files_written,
+                indicatif_bytes(d.bytes_written),
+                d.duration_ms
+            ));
+        }
+        for d in &self.derived {
+            let errors: u64 = d.cast_errors.values().sum();
+            out.push_str(&format!("{}  {:<20} rows {:>9}  cast errors {:>5}  {:>6} ms\n", d.dt, d.table, d.rows, errors, d.duration_ms));
+        }
+        let skipped = self.days.len() - self.committed_days();
+        out.push_str(&format!(
+            "compacted {} day(s) ({} unchanged), rebuilt {} derived day(s) in {:.1}s",
+            self.committed_days(),
+            skipped,
+            self.derived.len(),
+            self.duration_ms as f64 / 1000.0
+        ));
+        out
+    }
+}
+
+fn indicatif_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}

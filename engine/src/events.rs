@@ -1,0 +1,200 @@
+//! The `events` table: curated days plus uncovered raw files, exactly once.
+//!
+//! Resolved afresh at every scan, so new data shows in the next query
+//! without a restart. Partition filters on `dt` prune both parts before any
+//! listing of a day's raw files.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{Array, Date32Array, RecordBatch};
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, JoinType, Result, ScalarValue};
+use datafusion::datasource::{TableType, provider_as_source};
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, cast, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use sediment_lake::Lake;
+use sediment_lake::schema::{DT, EVENT_ID, INGESTED_AT, SOURCE_POSITION, raw_schema};
+
+use crate::files::{DataFile, FileListTable};
+use crate::schema::{curated_events_file_schema, dt_field, events_schema};
+use crate::state::{CuratedDay, EventsState, ManifestCache, load_events};
+
+/// Days since the epoch of a date, as Arrow's Date32.
+pub fn date32(d: NaiveDate) -> i32 {
+    (d - NaiveDate::default()).num_days() as i32
+}
+
+/// The `events` table provider.
+#[derive(Debug)]
+pub struct EventsTable {
+    lake: Lake,
+    manifests: Arc<ManifestCache>,
+}
+
+impl EventsTable {
+    pub fn new(lake: Lake, manifests: Arc<ManifestCache>) -> Self {
+        Self { lake, manifests }
+    }
+}
+
+/// True for filters that reference only `column`.
+pub fn only_references(expr: &Expr, column: &str) -> bool {
+    let cols = expr.column_refs();
+    !cols.is_empty() && cols.iter().all(|c| c.name == column)
+}
+
+/// Keeps the days `filters` accept (evaluating per call, for state loading).
+fn day_filter(state: &dyn Session, filters: &[Expr]) -> impl Fn(NaiveDate) -> bool + Send + Sync {
+    let filters: Vec<Expr> = filters.iter().filter(|f| only_references(f, DT)).cloned().collect();
+    // Evaluate over a wide span once: every date a lake can hold is in 1900..=9999,
+    // but only days that exist matter; evaluating lazily per date is simplest.
+    let cache = std::sync::Mutex::new(std::collections::HashMap::<NaiveDate, bool>::new());
+    let props = state.execution_props().clone();
+    move |d: NaiveDate| {
+        if filters.is_empty() {
+            return true;
+        }
+        let mut c = cache.lock().unwrap_or_else(|p| p.into_inner());
+        *c.entry(d).or_insert_with(|| eval_day(&props, &filters, d))
+    }
+}
+
+fn eval_day(props: &datafusion::execution::context::ExecutionProps, filters: &[Expr], d: NaiveDate) -> bool {
+    let Some(predicate) = conjunction(filters.to_vec()) else { return true };
+    let schema = Arc::new(Schema::new(vec![dt_field()]));
+    let Ok(df_schema) = DFSchema::try_from(Arc::clone(&schema)) else { return true };
+    let Ok(physical) = datafusion::physical_expr::create_physical_expr(&predicate, &df_schema, props, &Default::default()) else { return true };
+    let Ok(batch) = RecordBatch::try_new(schema, vec![Arc::new(Date32Array::from(vec![date32(d)]))]) else { return true };
+    match physical.evaluate(&batch).and_then(|v| v.into_array(1)) {
+        Ok(a) => a.as_any().downcast_ref::<arrow::array::BooleanArray>().is_none_or(|m| m.is_valid(0) && m.value(0)),
+        Err(_) => true,
+    }
+}
+
+/// Output columns with the curated/raw physical types cast to the query types.
+fn typed_columns() -> Vec<Expr> {
+    events_schema().fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect()
+}
+
+fn curated_files(state: &EventsState) -> Vec<DataFile> {
+    state
+        .curated
+        .iter()
+        .flat_map(|(dt, day)| {
+            day.files.iter().map(move |f| DataFile {
+                key: CuratedDay::key_of(f),
+                size: f.size,
+                partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
+            })
+        })
+        .collect()
+}
+
+/// The logical plan of `events` for one state: curated ∪ deduplicated uncovered raw.
+pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
+    let dt = || vec![Arc::new(dt_field())];
+    let curated = FileListTable::new(curated_events_file_schema(), dt(), curated_files(state));
+    let curated_plan = || -> Result<LogicalPlanBuilder> {
+        LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated.clone())), None)
+    };
+    let uncovered = state.uncovered();
+    if uncovered.is_empty() {
+        return curated_plan()?.project(typed_columns())?.build();
+    }
+    let raw_files: Vec<DataFile> = uncovered
+        .iter()
+        .flat_map(|(dt, objects)| {
+            objects.iter().map(move |o| DataFile {
+                key: o.key.clone(),
+                size: o.size,
+                partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
+            })
+        })
+        .collect();
+    let raw = FileListTable::new(raw_schema(), dt(), raw_files);
+    // The first copy of each event by arrival wins, as in compaction.
+    let mut raw_plan = LogicalPlanBuilder::scan("raw", provider_as_source(Arc::new(raw)), None)?
+        .project(typed_columns())?
+        .distinct_on(
+            vec![col(DT), col(EVENT_ID)],
+            events_schema().fields().iter().map(|f| col(f.name())).collect(),
+            Some(vec![
+                col(DT).sort(true, false),
+                col(EVENT_ID).sort(true, false),
+                col(INGESTED_AT).sort(true, false),
+                col(SOURCE_POSITION).sort(true, false),
+            ]),
+        )?;
+    // Late raw files of an already-curated day may repeat curated events.
+    let overlap: BTreeSet<NaiveDate> = uncovered.keys().filter(|d| state.curated.contains_key(d)).copied().collect();
+    if !overlap.is_empty() {
+        let days: Vec<Expr> = overlap.iter().map(|d| lit(ScalarValue::Date32(Some(date32(*d))))).collect();
+        let seen = curated_plan()?
+            .filter(col(DT).in_list(days, false))?
+            .project(vec![col(DT).alias("c_dt"), col(EVENT_ID).alias("c_event_id")])?
+            .build()?;
+        raw_plan = raw_plan.join(seen, JoinType::LeftAnti, (vec![DT, EVENT_ID], vec!["c_dt", "c_event_id"]), None)?;
+    }
+    if state.curated.is_empty() {
+        return raw_plan.build();
+    }
+    curated_plan()?.project(typed_columns())?.union(raw_plan.build()?)?.build()
+}
+
+#[async_trait]
+impl TableProvider for EventsTable {
+
+    fn schema(&self) -> SchemaRef {
+        events_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| if only_references(f, DT) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let keep = day_filter(session, filters);
+        let state = load_events(&self.lake, &self.manifests, &keep)
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        if state.curated.is_empty() && state.raw.is_empty() {
+            let schema = events_schema();
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let mut plan = LogicalPlanBuilder::from(events_plan(&state)?);
+        if let Some(predicate) = conjunction(filters.to_vec()) {
+            plan = plan.filter(predicate)?;
+        }
+        if let Some(p) = projection {
+            let schema = events_schema();
+            plan = plan.project(p.iter().map(|&i| col(schema.field(i).name())).collect::<Vec<_>>())?;
+        }
+        if let Some(n) = limit {
+            plan = plan.limit(0, Some(n))?;
+        }
+        session.create_physical_plan(&plan.build()?).await
+    }
+}

@@ -1,0 +1,22 @@
+//! The lake as DataFusion tables, shared by the compactor and the query service.
+//!
+//! ```text
+//!  raw/events (listed)  ─┐
+//!  tables/events (Delta) ┼─▶ state::load_events ─▶ events::EventsTable ─▶ SQL
+//!  _manifests (coverage) ┘
+//! ```
+//!
+//! - [`files`]: a table over an explicit list of Parquet files.
+//! - [`state`]: which curated days and raw files make up `events` right now.
+//! - [`events`]: the exactly-once union of both.
+//! - [`delta`]: Delta Lake tables on the lake's object store.
+//! - [`session`]: a DataFusion session wired to a lake.
+
+pub mod catalog;
+pub mod delta;
+pub mod events;
+pub mod files;
+pub mod fold;
+pub mod schema;
+pub mod session;
+pub mod state;

@@ -1,0 +1,51 @@
+//! Schemas of the tables the engine reads and the compactor writes.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
+use sediment_lake::schema::{self as raw, raw_schema};
+
+/// Timestamps as analysts see them: Trino `timestamp(3)`, zone-less UTC.
+pub fn sql_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
+/// Timestamps as Delta Lake stores them: UTC microseconds.
+pub fn delta_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn retype(schema: &Schema, ts: &DataType) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Timestamp(..) => Field::new(f.name(), ts.clone(), f.is_nullable()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+static CURATED: LazyLock<SchemaRef> = LazyLock::new(|| retype(&raw_schema(), &delta_timestamp()));
+static EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let base = retype(&raw_schema(), &sql_timestamp());
+    let mut fields: Vec<FieldRef> = base.fields().iter().cloned().collect();
+    fields.push(Arc::new(dt_field()));
+    Arc::new(Schema::new(fields))
+});
+
+/// Columns of a curated `events` data file (without the `dt` partition).
+pub fn curated_events_file_schema() -> SchemaRef {
+    Arc::clone(&CURATED)
+}
+
+/// The `dt` partition column.
+pub fn dt_field() -> Field {
+    Field::new(raw::DT, DataType::Date32, false)
+}
+
+/// The `events` table as queried: envelope, arrival columns, `dt`.
+pub fn events_schema() -> SchemaRef {
+    Arc::clone(&EVENTS)
+}

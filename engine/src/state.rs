@@ -1,0 +1,206 @@
+//! What `events` is made of at one instant: curated days and uncovered raw files.
+//!
+//! The order of reads is what makes the union exactly-once (see
+//! `docs/adr/0002-exactly-once.md`): raw files are listed *first*, the Delta
+//! snapshot is loaded *after*, and a raw file is shown from raw only if the
+//! snapshot's coverage manifests do not name it. Manifests are cumulative and
+//! the table only moves forward, so every listed raw file is either in the
+//! snapshot's curated day or shown from raw — never both, never neither.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use sediment_lake::manifest::{Manifest, ManifestV1};
+use sediment_lake::paths::{EVENTS_TABLE, RAW_PREFIX, RawFile, manifest_key, raw_day_prefix, run_id_of_curated_file, table_root};
+use sediment_lake::{Lake, storage};
+
+use crate::delta::{self, SnapshotFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
+    Delta(#[from] delta::Error),
+    #[error("curated day {dt} of {table} mixes files of runs {runs:?}")]
+    MixedRuns { table: String, dt: NaiveDate, runs: Vec<String> },
+    #[error("curated day {dt} of {table} has no coverage manifest at {key}")]
+    MissingManifest { table: String, dt: NaiveDate, key: String },
+    #[error("coverage manifest {key} is unreadable: {message}")]
+    BadManifest { key: String, message: String },
+    #[error("curated file {path} of {table} has no valid dt partition")]
+    BadPartition { table: String, path: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A raw object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawObject {
+    pub file: RawFile,
+    pub key: String,
+    pub size: u64,
+    pub last_modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// One curated day of the events table.
+#[derive(Debug, Clone)]
+pub struct CuratedDay {
+    pub manifest: Arc<ManifestV1>,
+    /// Data files, lake-relative keys.
+    pub files: Vec<SnapshotFile>,
+}
+
+impl CuratedDay {
+    pub fn key_of(file: &SnapshotFile) -> String {
+        format!("{}/{}", table_root(EVENTS_TABLE), file.path)
+    }
+}
+
+/// The events table at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct EventsState {
+    /// Delta version of `tables/events`, if the table exists.
+    pub version: Option<i64>,
+    pub curated: BTreeMap<NaiveDate, CuratedDay>,
+    /// Listed raw files of the considered days.
+    pub raw: BTreeMap<NaiveDate, Vec<RawObject>>,
+}
+
+impl EventsState {
+    /// Raw files whose events are not in a curated day, by day.
+    pub fn uncovered(&self) -> BTreeMap<NaiveDate, Vec<&RawObject>> {
+        let mut out: BTreeMap<NaiveDate, Vec<&RawObject>> = BTreeMap::new();
+        for (dt, objects) in &self.raw {
+            let covered: Option<HashSet<&str>> =
+                self.curated.get(dt).map(|c| c.manifest.raw_files.iter().map(String::as_str).collect());
+            for o in objects {
+                if !covered.as_ref().is_some_and(|c| c.contains(o.key.as_str())) {
+                    out.entry(*dt).or_default().push(o);
+                }
+            }
+        }
+        out
+    }
+
+    /// Days with any data, curated or raw.
+    pub fn days(&self) -> BTreeSet<NaiveDate> {
+        self.curated.keys().chain(self.raw.keys()).copied().collect()
+    }
+}
+
+/// Immutable manifests, cached by key.
+#[derive(Debug, Default)]
+pub struct ManifestCache {
+    entries: Mutex<HashMap<String, Arc<ManifestV1>>>,
+}
+
+impl ManifestCache {
+    pub async fn get(&self, lake: &Lake, key: &str) -> Result<Option<Arc<ManifestV1>>> {
+        if let Some(m) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            return Ok(Some(Arc::clone(m)));
+        }
+        let Some(bytes) = lake.get_opt(key).await? else { return Ok(None) };
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| Error::BadManifest { key: key.to_owned(), message: e.to_string() })?;
+        let m = Arc::new(manifest.v1().clone());
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_owned(), Arc::clone(&m));
+        Ok(Some(m))
+    }
+}
+
+/// The days that have raw data (one delimited LIST).
+pub async fn raw_days(lake: &Lake) -> Result<Vec<NaiveDate>> {
+    let dirs = lake.list_dirs(RAW_PREFIX).await?;
+    let mut days: Vec<NaiveDate> = dirs
+        .iter()
+        .filter_map(|d| d.rsplit('/').next().and_then(|s| s.strip_prefix("dt=")).and_then(|s| s.parse().ok()))
+        .collect();
+    days.sort();
+    Ok(days)
+}
+
+/// Raw files of the given days (one LIST per day, concurrently).
+pub async fn list_raw(lake: &Lake, days: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, Vec<RawObject>>> {
+    let lists: Vec<(NaiveDate, Vec<RawObject>)> = futures::stream::iter(days.iter().copied())
+        .map(|dt| async move {
+            let metas = lake.list(&raw_day_prefix(dt)).await?;
+            let mut objects: Vec<RawObject> = metas
+                .into_iter()
+                .filter_map(|m| {
+                    let key = m.location.to_string();
+                    RawFile::parse(&key).filter(|f| f.dt == dt).map(|file| RawObject {
+                        file,
+                        key,
+                        size: m.size,
+                        last_modified: m.last_modified,
+                    })
+                })
+                .collect();
+            objects.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok::<_, Error>((dt, objects))
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    Ok(lists.into_iter().filter(|(_, o)| !o.is_empty()).collect())
+}
+
+/// Groups a table snapshot's files by `dt` and finds each day's manifest.
+pub async fn curated_days(
+    lake: &Lake,
+    cache: &ManifestCache,
+    table: &str,
+    files: Vec<SnapshotFile>,
+    keep: &(dyn Fn(NaiveDate) -> bool + Send + Sync),
+) -> Result<BTreeMap<NaiveDate, CuratedDay>> {
+    let mut by_day: BTreeMap<NaiveDate, Vec<SnapshotFile>> = BTreeMap::new();
+    for f in files {
+        let dt = f
+            .partition_values
+            .get("dt")
+            .and_then(|v| v.as_deref())
+            .and_then(|v| v.parse::<NaiveDate>().ok())
+            .ok_or_else(|| Error::BadPartition { table: table.to_owned(), path: f.path.clone() })?;
+        if keep(dt) {
+            by_day.entry(dt).or_default().push(f);
+        }
+    }
+    let days: Vec<(NaiveDate, Vec<SnapshotFile>)> = by_day.into_iter().collect();
+    let loaded: Vec<(NaiveDate, CuratedDay)> = futures::stream::iter(days)
+        .map(|(dt, mut files)| async move {
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            let runs: BTreeSet<String> =
+                files.iter().filter_map(|f| run_id_of_curated_file(&f.path)).map(str::to_owned).collect();
+            let run = match (runs.len(), runs.iter().next()) {
+                (1, Some(r)) => r.clone(),
+                _ => return Err(Error::MixedRuns { table: table.to_owned(), dt, runs: runs.into_iter().collect() }),
+            };
+            let key = manifest_key(table, dt, &run);
+            let manifest = cache
+                .get(lake, &key)
+                .await?
+                .ok_or_else(|| Error::MissingManifest { table: table.to_owned(), dt, key: key.clone() })?;
+            Ok::<_, Error>((dt, CuratedDay { manifest, files }))
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    Ok(loaded.into_iter().collect())
+}
+
+/// Reads the events table's state for the days `keep` accepts.
+///
+/// Order matters: raw listing strictly before the Delta snapshot.
+pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(NaiveDate) -> bool + Send + Sync)) -> Result<EventsState> {
+    let days: Vec<NaiveDate> = raw_days(lake).await?.into_iter().filter(|d| keep(*d)).collect();
+    let raw = list_raw(lake, &days).await?;
+    let Some(table) = delta::open(lake, EVENTS_TABLE).await? else {
+        return Ok(EventsState { version: None, curated: BTreeMap::new(), raw });
+    };
+    let files = delta::snapshot_files(&table)?;
+    let curated = curated_days(lake, cache, EVENTS_TABLE, files, keep).await?;
+    Ok(EventsState { version: table.version().map(|v| v as i64), curated, raw })
+}

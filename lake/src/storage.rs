@@ -1,0 +1,308 @@
+//! One storage code path for S3, local files and memory.
+//!
+//! A lake URL is `s3://bucket/prefix`, `file:///abs/path`, a plain path, or
+//! `memory://name` (tests; one shared store per name in a process). S3
+//! settings come from the standard AWS environment, `AWS_ENDPOINT_URL`
+//! included; the object store client retries throttling (503 SlowDown) and
+//! transient errors with exponential backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use url::Url;
+
+/// Scheme of the URL under which a lake's store is registered with engines
+/// (DataFusion, deltalake): `sediment://lake/<key>` maps to `<lake root>/<key>`.
+pub const ENGINE_SCHEME: &str = "sediment";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid lake URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot open the lake at {url}: {source}")]
+    Open { url: String, source: object_store::Error },
+    #[error("cannot create the lake directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("{op} {key}: {source}")]
+    Object { op: &'static str, key: String, source: object_store::Error },
+    #[error(
+        "the store at {url} accepted a second create of the same key ({key}): it ignores conditional writes \
+         (If-None-Match), so concurrent writers could overwrite each other. Use a store that honours them \
+         (AWS S3, MinIO, Cloudflare R2, moto) or set `conditional_put` support on the server"
+    )]
+    NoConditionalWrites { url: String, key: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Outcome of a create-if-absent write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The object was written by this call.
+    New,
+    /// An object already had this key; nothing was written.
+    Existed,
+}
+
+/// A lake: an object store rooted at the lake prefix.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    url: String,
+    store: Arc<dyn ObjectStore>,
+}
+
+static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+
+impl Lake {
+    /// Opens the lake at `url` (see the module docs for the accepted forms).
+    pub fn open(url: &str) -> Result<Self> {
+        let err = |reason: &str| Error::Url { url: url.to_owned(), reason: reason.to_owned() };
+        let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(err("no bucket name"));
+            }
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+            if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
+                builder = builder.with_allow_http(true);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                builder = builder.with_region("us-east-1");
+            }
+            let s3 = builder.build().map_err(|source| Error::Open { url: url.to_owned(), source })?;
+            with_prefix(Arc::new(s3), prefix)
+        } else if let Some(name) = url.strip_prefix("memory://") {
+            let mut stores = MEMORY.lock().unwrap_or_else(|p| p.into_inner());
+            let store = stores.entry(name.trim_end_matches('/').to_owned()).or_insert_with(|| Arc::new(InMemory::new()));
+            Arc::clone(store) as Arc<dyn ObjectStore>
+        } else {
+            let path = if url.starts_with("file://") {
+                Url::parse(url).ok().and_then(|u| u.to_file_path().ok()).ok_or_else(|| err("not an absolute file URL"))?
+            } else if url.contains("://") {
+                return Err(err("unsupported scheme (use s3://, file://, a path, or memory://)"));
+            } else {
+                std::path::PathBuf::from(url)
+            };
+            std::fs::create_dir_all(&path)
+                .map_err(|source| Error::CreateDir { path: path.display().to_string(), source })?;
+            let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| Error::Open { url: url.to_owned(), source })?;
+            Arc::new(SortedListing(Arc::new(local)))
+        };
+        Ok(Self { url: url.to_owned(), store })
+    }
+
+    /// The URL the lake was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The store, rooted at the lake prefix: keys are lake-relative.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The engine URL of a lake-relative key (`sediment://lake/<key>`).
+    pub fn engine_url(key: &str) -> Url {
+        // The base is a constant, valid URL; a key is a relative path.
+        let base = Url::parse(&format!("{ENGINE_SCHEME}://lake/")).expect("constant URL parses");
+        base.join(key).unwrap_or(base)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes> {
+        let op = "read";
+        let res = self.store.get(&Path::from(key)).await.map_err(|source| obj(op, key, source))?;
+        res.bytes().await.map_err(|source| obj(op, key, source))
+    }
+
+    /// Like [`Lake::get`], `None` where no object has the key.
+    pub async fn get_opt(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.get(key).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Object { source: object_store::Error::NotFound { .. }, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `bytes` unless an object already has the key (a single
+    /// conditional PUT: the object becomes visible whole, or not at all).
+    pub async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<Created> {
+        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+        match self.store.put_opts(&Path::from(key), PutPayload::from_bytes(bytes), opts).await {
+            Ok(_) => Ok(Created::New),
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
+                Ok(Created::Existed)
+            }
+            Err(source) => Err(obj("write", key, source)),
+        }
+    }
+
+    /// Writes `bytes`, replacing any object with the key.
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        self.store.put(&Path::from(key), PutPayload::from_bytes(bytes)).await.map_err(|source| obj("write", key, source))?;
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self.store.delete(&Path::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(obj("delete", key, source)),
+        }
+    }
+
+    /// Every object under `prefix` (recursive), in no particular order.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let p = Path::from(prefix);
+        self.store.list(Some(&p)).try_collect().await.map_err(|source| obj("list", prefix, source))
+    }
+
+    /// The immediate sub-prefixes of `prefix` (one LIST with a delimiter).
+    pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = Path::from(prefix);
+        let listing = self.store.list_with_delimiter(Some(&p)).await.map_err(|source| obj("list", prefix, source))?;
+        Ok(listing.common_prefixes.into_iter().map(|p| p.to_string()).collect())
+    }
+
+    /// Proves the store refuses a second create of the same key (invariant 5):
+    /// some S3-compatible stores accept `If-None-Match` and overwrite anyway.
+    pub async fn check_conditional_writes(&self) -> Result<()> {
+        let key = format!("_sediment/probe/conditional-{}", probe_suffix());
+        let first = self.put_if_absent(&key, Bytes::from_static(b"1")).await?;
+        let second = self.put_if_absent(&key, Bytes::from_static(b"2")).await?;
+        let _ = self.delete(&key).await;
+        if first == Created::New && second == Created::Existed {
+            Ok(())
+        } else {
+            Err(Error::NoConditionalWrites { url: self.url.clone(), key })
+        }
+    }
+}
+
+/// Lists in key order, as S3 does. Local directories list in arbitrary
+/// order; Delta log readers (and our own listings) rely on sorted results.
+#[derive(Debug)]
+struct SortedListing(Arc<dyn ObjectStore>);
+
+impl std::fmt::Display for SortedListing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SortedListing({})", self.0)
+    }
+}
+
+fn sorted(stream: BoxStream<'static, object_store::Result<ObjectMeta>>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    futures::stream::once(async move {
+        let mut all: Vec<ObjectMeta> = stream.try_collect().await?;
+        all.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok::<_, object_store::Error>(futures::stream::iter(all.into_iter().map(Ok)))
+    })
+    .try_flatten()
+    .boxed()
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SortedListing {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<object_store::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        self.0.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        sorted(self.0.list(prefix))
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        sorted(self.0.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        let mut r = self.0.list_with_delimiter(prefix).await?;
+        r.objects.sort_by(|a, b| a.location.cmp(&b.location));
+        r.common_prefixes.sort();
+        Ok(r)
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        self.0.rename_opts(from, to, options).await
+    }
+}
+
+fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) }
+}
+
+fn obj(op: &'static str, key: &str, source: object_store::Error) -> Error {
+    Error::Object { op, key: key.to_owned(), source }
+}
+
+fn probe_suffix() -> String {
+    use sha2::{Digest, Sha256};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seed = format!("{}-{}", std::process::id(), now.as_nanos());
+    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_lakes_are_shared_by_name() {
+        let a = Lake::open("memory://shared-test").unwrap();
+        let b = Lake::open("memory://shared-test").unwrap();
+        a.put("x/y", Bytes::from_static(b"1")).await.unwrap();
+        assert_eq!(b.get("x/y").await.unwrap(), Bytes::from_static(b"1"));
+        assert!(b.get_opt("x/z").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn create_if_absent_keeps_the_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(lake.put_if_absent("a/b", Bytes::from_static(b"1")).await.unwrap(), Created::New);
+        assert_eq!(lake.put_if_absent("a/b", Bytes::from_static(b"2")).await.unwrap(), Created::Existed);
+        assert_eq!(lake.get("a/b").await.unwrap(), Bytes::from_static(b"1"));
+        lake.check_conditional_writes().await.unwrap();
+        assert_eq!(lake.list_dirs("a").await.unwrap(), Vec::<String>::new());
+        assert_eq!(lake.list("a").await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(Lake::engine_url("tables/events").as_str(), "sediment://lake/tables/events");
+        assert!(matches!(Lake::open("ftp://x"), Err(Error::Url { .. })));
+        assert!(matches!(Lake::open("s3:///x"), Err(Error::Url { .. })));
+    }
+}

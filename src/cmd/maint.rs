@@ -1,0 +1,109 @@
+//! `vacuum`, `verify` and `status`.
+
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use sediment_compactor::maintenance;
+
+use super::{LakeArgs, bytes};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VacuumArgs {
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Keep files younger than this (e.g. 7d, 12h, 30m).
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    retain: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sediment_lake::config::parse_duration(s)
+}
+
+pub(crate) async fn vacuum(args: VacuumArgs) -> anyhow::Result<ExitCode> {
+    let (config, lake) = args.lake.load()?;
+    let r = maintenance::vacuum(&lake, &config, args.retain).await?;
+    println!(
+        "deleted {} covered raw files ({}), {} unreferenced table files, {} stale manifests",
+        r.raw_files_deleted,
+        bytes(r.raw_bytes_deleted),
+        r.table_files_deleted,
+        r.manifests_deleted
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct VerifyArgs {
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Verify one day only.
+    #[arg(long)]
+    date: Option<NaiveDate>,
+}
+
+pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let (config, lake) = args.lake.load()?;
+    let checks = maintenance::verify(&lake, &config, args.date).await?;
+    let mut drift = false;
+    for c in &checks {
+        if c.problems.is_empty() {
+            println!(
+                "{}  ok     curated {:>9} rows, checksum {}, {} raw files present{}",
+                c.dt,
+                c.curated_rows,
+                if c.checksum_matches { "matches" } else { "differs" },
+                c.raw_files_present,
+                if c.pending_raw_files > 0 { format!(", {} raw files pending compaction", c.pending_raw_files) } else { String::new() }
+            );
+        } else {
+            drift = true;
+            println!("{}  DRIFT", c.dt);
+            for p in &c.problems {
+                println!("    - {p}");
+            }
+        }
+    }
+    if checks.is_empty() {
+        println!("nothing to verify: the lake has no events");
+    }
+    Ok(if drift { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    lake: LakeArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let (_, lake) = args.lake.load()?;
+    let s = maintenance::status(&lake).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("lake {}  (events table version {})", s.lake, s.events_version.map_or("none".into(), |v| v.to_string()));
+    println!("{:<10}  {:<9}  {:>9}  {:>10}  {:>9}  {:>11}  {:<20}  {:<20}", "dt", "state", "raw files", "raw bytes", "uncovered", "curated rows", "last compaction", "newest raw file");
+    for d in &s.days {
+        println!(
+            "{:<10}  {:<9}  {:>9}  {:>10}  {:>9}  {:>11}  {:<20}  {:<20}",
+            d.dt,
+            d.state,
+            d.raw_files,
+            bytes(d.raw_bytes),
+            d.uncovered_files,
+            d.curated_rows.map_or("-".into(), |r| r.to_string()),
+            d.last_compaction.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+            d.newest_raw.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
+        );
+    }
+    if let Some(t) = s.newest_raw {
+        let lag = chrono::Utc::now() - t;
+        println!("freshness: newest raw file landed {} ago; {} raw files await compaction (visible to SQL now)", humantime::format_duration(lag.to_std().unwrap_or_default()), s.uncovered_files);
+    }
+    Ok(ExitCode::SUCCESS)
+}

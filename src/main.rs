@@ -1,0 +1,63 @@
+//! `sediment`: the one user-facing binary. Each subcommand lives in
+//! `cmd/<name>.rs`; this file only parses arguments and sets up logging.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Analytics read models on S3: ingest events, compact them into Delta Lake
+/// tables and daily snapshots, and query them with Athena-style SQL.
+#[derive(Debug, Parser)]
+#[command(name = "sediment", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a deterministic e-commerce event stream as NDJSON to stdout.
+    Generate(cmd::generate::Args),
+    /// Ingest NDJSON envelopes into the lake's raw zone.
+    Ingest(cmd::ingest::Args),
+    /// Compact raw events into curated tables, snapshots and views.
+    Compact(cmd::compact::Args),
+    /// Delete covered raw files, unreferenced table files and stale manifests.
+    Vacuum(cmd::maint::VacuumArgs),
+    /// Recompute counts and checksums from raw and compare with the tables (exit 2 on drift).
+    Verify(cmd::maint::VerifyArgs),
+    /// Per day: raw files, compacted or dirty, last compaction, freshness.
+    Status(cmd::maint::StatusArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SEDIMENT_LOG").unwrap_or_else(|_| "warn,buoyant_kernel=off,delta_kernel=off".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Generate(args) => cmd::generate::run(args),
+            Command::Ingest(args) => cmd::ingest::run(args).await,
+            Command::Compact(args) => cmd::compact::run(args).await,
+            Command::Vacuum(args) => cmd::maint::vacuum(args).await,
+            Command::Verify(args) => cmd::maint::verify(args).await,
+            Command::Status(args) => cmd::maint::status(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
