@@ -28,6 +28,12 @@ enum Command {
     Verify(cmd::maint::VerifyArgs),
     /// Per day: raw files, compacted or dirty, last compaction, freshness.
     Status(cmd::maint::StatusArgs),
+    /// Run one Athena-style (Trino dialect) SQL statement.
+    Query(cmd::query::Args),
+    /// Serve the Athena API, REST and metrics over HTTP.
+    Serve(cmd::serve::Args),
+    /// Build a demo lake from a generated e-commerce stream and serve it.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -51,6 +57,9 @@ fn main() -> std::process::ExitCode {
             Command::Vacuum(args) => cmd::maint::vacuum(args).await,
             Command::Verify(args) => cmd::maint::verify(args).await,
             Command::Status(args) => cmd::maint::status(args).await,
+            Command::Query(args) => cmd::query::run(args).await,
+            Command::Serve(args) => cmd::serve::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
         }
     });
     match result {

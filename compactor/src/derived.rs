@@ -278,7 +278,7 @@ pub async fn build_projection(
 async fn view_schema(settings: &Settings, lake: &Lake, view: &View) -> Result<SchemaRef> {
     let ctx = settings.session(lake)?;
     register_events_day(&ctx, None)?;
-    let df = ctx.sql(&view.sql).await?;
+    let df = sediment_engine::dialect::sql(&ctx, &view.sql).await?;
     Ok(strip_dt(&Arc::new(df.schema().as_arrow().clone())))
 }
 
@@ -342,7 +342,7 @@ pub async fn build_view(
         let started = Instant::now();
         let ctx = settings.session(lake)?;
         register_events_day(&ctx, Some(day))?;
-        let df = ctx.sql(&view.sql).await?;
+        let df = sediment_engine::dialect::sql(&ctx, &view.sql).await?;
         let cols: Vec<_> = schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
         let stream = df.select(cols)?.execute_stream().await?;
         let report = write_day(lake, settings, &mut state, &view.name, "dt", *dt, inputs, Arc::clone(&schema), stream, BTreeMap::new(), started).await?;

@@ -69,7 +69,9 @@ impl Settings {
             memory_limit: (self.compaction.memory_limit_mb as usize) << 20,
             ..Default::default()
         };
-        Ok(session(lake, &opts)?)
+        let ctx = session(lake, &opts)?;
+        sediment_engine::dialect::register(&ctx);
+        Ok(ctx)
     }
 }
 

@@ -40,8 +40,8 @@ fn query_type(t: &DataType) -> DataType {
 }
 
 fn query_schema(file_schema: &Schema, partition: &str) -> SchemaRef {
-    let mut fields: Vec<Field> = vec![Field::new(partition, DataType::Date32, false)];
-    fields.extend(file_schema.fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), f.is_nullable())));
+    let mut fields: Vec<Field> = vec![Field::new(partition, DataType::Date32, true)];
+    fields.extend(file_schema.fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), true)));
     Arc::new(Schema::new(fields))
 }
 
@@ -293,7 +293,7 @@ impl TableProvider for CurrentTable {
 
     fn schema(&self) -> SchemaRef {
         let s = self.folder.schema(false);
-        Arc::new(Schema::new(s.fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), f.is_nullable())).collect::<Vec<_>>()))
+        Arc::new(Schema::new(s.fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), true)).collect::<Vec<_>>()))
     }
 
     fn table_type(&self) -> TableType {

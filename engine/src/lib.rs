@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod delta;
+pub mod dialect;
 pub mod events;
 pub mod files;
 pub mod fold;

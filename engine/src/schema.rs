@@ -32,7 +32,9 @@ static EVENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
     let base = retype(&raw_schema(), &sql_timestamp());
     let mut fields: Vec<FieldRef> = base.fields().iter().cloned().collect();
     fields.push(Arc::new(dt_field()));
-    Arc::new(Schema::new(fields))
+    // Query-facing columns are nullable, as in Trino: plans over the union of
+    // curated and raw files do not preserve NOT NULL.
+    Arc::new(Schema::new(fields.iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>()))
 });
 
 /// Columns of a curated `events` data file (without the `dt` partition).

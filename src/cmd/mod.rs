@@ -6,9 +6,12 @@ use anyhow::Context as _;
 use sediment_lake::{Config, Lake};
 
 pub(crate) mod compact;
+pub(crate) mod demo;
 pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod maint;
+pub(crate) mod query;
+pub(crate) mod serve;
 
 /// Where the lake is and how it is configured.
 #[derive(Debug, Clone, clap::Args)]

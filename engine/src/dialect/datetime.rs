@@ -1,0 +1,442 @@
+//! Trino's date and time functions. Timestamps without a zone are UTC wall
+//! clock (the session zone is UTC, as in Athena).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Date32Array, Date32Builder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::ScalarUDF;
+
+use super::json::strings;
+use super::udf::{any, ret_date, ret_f64, ret_i64, ret_ts, ret_utf8, udf};
+
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+
+/// Timestamps (any unit, any zone: local wall clock of the zone) or dates as
+/// naive date-times.
+pub(crate) fn datetimes(a: &ArrayRef) -> Result<Vec<Option<NaiveDateTime>>> {
+    let micros = match a.data_type() {
+        DataType::Date32 | DataType::Date64 => arrow::compute::cast(&arrow::compute::cast(a, &DataType::Date32)?, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            let s = strings(a)?;
+            return Ok((0..s.len()).map(|i| if s.is_null(i) { None } else { parse_loose(s.value(i)) }).collect());
+        }
+        _ => arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+    };
+    let m = micros.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]));
+    Ok((0..m.len()).map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| t.naive_utc()) }).collect())
+}
+
+fn parse_loose(s: &str) -> Option<NaiveDateTime> {
+    let s = s.trim();
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Some(t);
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.naive_utc());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+}
+
+fn ts_array(values: impl Iterator<Item = Option<NaiveDateTime>>, tz: Option<&str>) -> ArrayRef {
+    let mut b = TimestampMillisecondBuilder::new();
+    for v in values {
+        b.append_option(v.map(|t| t.and_utc().timestamp_millis()));
+    }
+    match tz {
+        Some(z) => Arc::new(b.finish().with_timezone(z)),
+        None => Arc::new(b.finish()),
+    }
+}
+
+/// MySQL `date_format` specifiers → strftime.
+fn mysql_to_strftime(fmt: &str) -> Result<String> {
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            if c == '%' {
+                out.push_str("%%");
+            } else {
+                out.push(c);
+            }
+            continue;
+        }
+        let Some(spec) = chars.next() else { return exec_err!("date format ends with a lone %: {fmt:?}") };
+        out.push_str(match spec {
+            'a' => "%a",
+            'b' => "%b",
+            'c' => "%-m",
+            'd' => "%d",
+            'e' => "%-d",
+            'f' => "%6f",
+            'H' => "%H",
+            'h' | 'I' => "%I",
+            'i' => "%M",
+            'j' => "%j",
+            'k' => "%-H",
+            'l' => "%-I",
+            'M' => "%B",
+            'm' => "%m",
+            'p' => "%p",
+            'r' => "%I:%M:%S %p",
+            'S' | 's' => "%S",
+            'T' => "%H:%M:%S",
+            'v' => "%V",
+            'W' => "%A",
+            'x' => "%G",
+            'Y' => "%Y",
+            'y' => "%y",
+            '%' => "%%",
+            'D' => "\u{1}D",
+            other => return exec_err!("date format specifier %{other} is not supported"),
+        });
+    }
+    Ok(out)
+}
+
+fn ordinal(day: u32) -> String {
+    let suffix = match (day % 10, day % 100) {
+        (1, 11) | (2, 12) | (3, 13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{day}{suffix}")
+}
+
+fn format_with(t: &NaiveDateTime, strftime: &str) -> String {
+    let s = t.format(strftime).to_string();
+    if s.contains('\u{1}') { s.replace("\u{1}D", &ordinal(t.day())) } else { s }
+}
+
+fn date_format(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let ts = datetimes(&args[0])?;
+    let fmts = strings(&args[1])?;
+    let mut b = StringBuilder::new();
+    let mut cached: Option<(String, String)> = None;
+    for (i, t) in ts.iter().enumerate() {
+        match (t, fmts.is_null(i)) {
+            (Some(t), false) => {
+                let f = fmts.value(i);
+                if cached.as_ref().is_none_or(|(k, _)| k != f) {
+                    cached = Some((f.to_owned(), mysql_to_strftime(f)?));
+                }
+                b.append_value(format_with(t, &cached.as_ref().map(|c| c.1.clone()).unwrap_or_default()));
+            }
+            _ => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn date_parse(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let s = strings(&args[0])?;
+    let fmts = strings(&args[1])?;
+    let mut out = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        if s.is_null(i) || fmts.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let f = mysql_to_strftime(fmts.value(i))?.replace("%6f", "%.f").replace("%-", "%");
+        let text = s.value(i);
+        let parsed = NaiveDateTime::parse_from_str(text, &f)
+            .ok()
+            .or_else(|| NaiveDate::parse_from_str(text, &f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
+        match parsed {
+            Some(t) => out.push(Some(t)),
+            None => return exec_err!("Invalid format: \"{text}\" does not match {:?}", fmts.value(i)),
+        }
+    }
+    Ok(ts_array(out.into_iter(), None))
+}
+
+fn from_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let secs = arrow::compute::cast(&args[0], &DataType::Float64)?;
+    let secs = secs.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(vec![None; args[0].len()]));
+    let vals = (0..secs.len()).map(|i| {
+        if secs.is_null(i) {
+            None
+        } else {
+            DateTime::from_timestamp_millis((secs.value(i) * 1000.0).round() as i64).map(|t| t.naive_utc())
+        }
+    });
+    Ok(ts_array(vals, Some("UTC")))
+}
+
+fn to_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let mut b = Float64Builder::new();
+    for t in datetimes(&args[0])? {
+        b.append_option(t.map(|t| t.and_utc().timestamp_millis() as f64 / 1000.0));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn from_iso8601_timestamp(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let s = strings(&args[0])?;
+    let mut out = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        if s.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let text = s.value(i);
+        match DateTime::parse_from_rfc3339(text).map(|t| t.naive_utc()).ok().or_else(|| parse_loose(text)) {
+            Some(t) => out.push(Some(t)),
+            None => return exec_err!("Invalid format: \"{text}\" is not an ISO 8601 timestamp"),
+        }
+    }
+    Ok(ts_array(out.into_iter(), Some("UTC")))
+}
+
+fn from_iso8601_date(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let s = strings(&args[0])?;
+    let mut b = Date32Builder::new();
+    for i in 0..s.len() {
+        if s.is_null(i) {
+            b.append_null();
+            continue;
+        }
+        match NaiveDate::parse_from_str(s.value(i).trim(), "%Y-%m-%d") {
+            Ok(d) => b.append_value((d - EPOCH).num_days() as i32),
+            Err(_) => return exec_err!("Invalid format: \"{}\" is not an ISO 8601 date", s.value(i)),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn to_iso8601(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let mut b = StringBuilder::new();
+    let is_date = matches!(types[0], DataType::Date32 | DataType::Date64);
+    for t in datetimes(&args[0])? {
+        match t {
+            Some(t) if is_date => b.append_value(t.format("%Y-%m-%d").to_string()),
+            Some(t) => b.append_value(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+            None => b.append_null(),
+        }
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn unit_arg(a: &ArrayRef) -> Result<String> {
+    let s = strings(a)?;
+    if s.is_empty() || s.is_null(0) {
+        return exec_err!("the unit must be a string literal like 'day'");
+    }
+    Ok(s.value(0).to_ascii_lowercase())
+}
+
+fn add_unit(t: NaiveDateTime, unit: &str, n: i64) -> Result<Option<NaiveDateTime>> {
+    Ok(match unit {
+        "millisecond" => t.checked_add_signed(Duration::milliseconds(n)),
+        "second" => t.checked_add_signed(Duration::seconds(n)),
+        "minute" => t.checked_add_signed(Duration::minutes(n)),
+        "hour" => t.checked_add_signed(Duration::hours(n)),
+        "day" => t.checked_add_signed(Duration::days(n)),
+        "week" => t.checked_add_signed(Duration::weeks(n)),
+        "month" | "quarter" | "year" => {
+            let months = n * match unit {
+                "month" => 1,
+                "quarter" => 3,
+                _ => 12,
+            };
+            if months >= 0 { t.checked_add_months(Months::new(months as u32)) } else { t.checked_sub_months(Months::new((-months) as u32)) }
+        }
+        other => return exec_err!("'{other}' is not a valid time unit"),
+    })
+}
+
+fn date_add(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let unit = unit_arg(&args[0])?;
+    let n = arrow::compute::cast(&args[1], &DataType::Int64)?;
+    let n = n.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(vec![None; args[1].len()]));
+    let ts = datetimes(&args[2])?;
+    let mut out = Vec::with_capacity(ts.len());
+    for (i, t) in ts.into_iter().enumerate() {
+        out.push(match t {
+            Some(t) if n.is_valid(i) => add_unit(t, &unit, n.value(i))?,
+            _ => None,
+        });
+    }
+    date_like(out, &types[2])
+}
+
+/// Returns values in the type of the date/time argument.
+fn date_like(values: Vec<Option<NaiveDateTime>>, ty: &DataType) -> Result<ArrayRef> {
+    match ty {
+        DataType::Date32 | DataType::Date64 => {
+            Ok(Arc::new(Date32Array::from(values.into_iter().map(|v| v.map(|t| (t.date() - EPOCH).num_days() as i32)).collect::<Vec<_>>())))
+        }
+        DataType::Timestamp(_, tz) => Ok(ts_array(values.into_iter(), tz.as_deref())),
+        _ => Ok(ts_array(values.into_iter(), None)),
+    }
+}
+
+fn months_between(a: NaiveDateTime, b: NaiveDateTime) -> i64 {
+    let m = (b.year() as i64 - a.year() as i64) * 12 + (b.month() as i64 - a.month() as i64);
+    // A month counts only once complete (Trino/Joda semantics).
+    let a_rest = (a.day(), a.time());
+    let b_rest = (b.day(), b.time());
+    if m > 0 && b_rest < a_rest {
+        m - 1
+    } else if m < 0 && b_rest > a_rest {
+        m + 1
+    } else {
+        m
+    }
+}
+
+fn date_diff(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let unit = unit_arg(&args[0])?;
+    let a = datetimes(&args[1])?;
+    let b = datetimes(&args[2])?;
+    let mut out = Int64Builder::new();
+    for (x, y) in a.into_iter().zip(b) {
+        let (Some(x), Some(y)) = (x, y) else {
+            out.append_null();
+            continue;
+        };
+        let d = y - x;
+        out.append_value(match unit.as_str() {
+            "millisecond" => d.num_milliseconds(),
+            "second" => d.num_seconds(),
+            "minute" => d.num_minutes(),
+            "hour" => d.num_hours(),
+            "day" => d.num_days(),
+            "week" => d.num_weeks(),
+            "month" => months_between(x, y),
+            "quarter" => months_between(x, y) / 3,
+            "year" => months_between(x, y) / 12,
+            other => return exec_err!("'{other}' is not a valid time unit"),
+        });
+    }
+    Ok(Arc::new(out.finish()))
+}
+
+macro_rules! part {
+    ($name:ident, $t:ident => $e:expr) => {
+        fn $name(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+            let mut b = Int64Builder::new();
+            for v in datetimes(&args[0])? {
+                b.append_option(v.map(|$t| $e as i64));
+            }
+            Ok(Arc::new(b.finish()))
+        }
+    };
+}
+
+part!(year, t => t.year());
+part!(quarter, t => (t.month() - 1) / 3 + 1);
+part!(month, t => t.month());
+part!(day, t => t.day());
+part!(hour, t => t.hour());
+part!(minute, t => t.minute());
+part!(second, t => t.second());
+part!(millisecond, t => t.and_utc().timestamp_subsec_millis());
+part!(day_of_week, t => t.weekday().number_from_monday());
+part!(day_of_year, t => t.ordinal());
+part!(week, t => t.iso_week().week());
+part!(year_of_week, t => t.iso_week().year());
+
+fn last_day_of_month(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let mut b = Date32Builder::new();
+    for v in datetimes(&args[0])? {
+        b.append_option(v.and_then(|t| {
+            let first = t.date().with_day(1)?;
+            let last = first.checked_add_months(Months::new(1))?.pred_opt()?;
+            Some((last - EPOCH).num_days() as i32)
+        }));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+fn date(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let mut b = Date32Builder::new();
+    for v in datetimes(&args[0])? {
+        b.append_option(v.map(|t| (t.date() - EPOCH).num_days() as i32));
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// `ts AT TIME ZONE zone`: the same instant, shown in `zone`.
+fn at_timezone(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let zone = strings(&args[1])?;
+    if zone.is_empty() || zone.is_null(0) {
+        return exec_err!("the time zone must be a string literal");
+    }
+    let z = zone.value(0);
+    if z.parse::<chrono_tz::Tz>().is_err() && !z.starts_with('+') && !z.starts_with('-') && z != "UTC" {
+        return exec_err!("'{z}' is not a valid time zone");
+    }
+    // Instants: zone-less values are UTC wall clock; zoned values keep their instant.
+    let utc = match &types[0] {
+        DataType::Timestamp(_, Some(_)) => arrow::compute::cast(&args[0], &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))?,
+        _ => {
+            let naive = arrow::compute::cast(&args[0], &DataType::Timestamp(TimeUnit::Millisecond, None))?;
+            arrow::compute::cast(&naive, &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))?
+        }
+    };
+    let data = utc.to_data().into_builder().data_type(DataType::Timestamp(TimeUnit::Millisecond, Some(z.into()))).build()?;
+    Ok(arrow::array::make_array(data))
+}
+
+fn ret_ts_utc(_: &[DataType]) -> Result<DataType> {
+    Ok(DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))
+}
+
+fn ret_third(t: &[DataType]) -> Result<DataType> {
+    Ok(match t.get(2) {
+        Some(DataType::Date32 | DataType::Date64) => DataType::Date32,
+        Some(DataType::Timestamp(_, tz)) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        _ => crate::schema::sql_timestamp(),
+    })
+}
+
+fn ret_zoned(_: &[DataType], values: &[Option<&datafusion::common::ScalarValue>]) -> Result<DataType> {
+    let zone = values.get(1).and_then(|v| v.and_then(|v| match v {
+        datafusion::common::ScalarValue::Utf8(Some(s)) | datafusion::common::ScalarValue::Utf8View(Some(s)) | datafusion::common::ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+        _ => None,
+    }));
+    match zone {
+        Some(z) => Ok(DataType::Timestamp(TimeUnit::Millisecond, Some(z.into()))),
+        None => exec_err!("AT TIME ZONE needs a constant zone name"),
+    }
+}
+
+pub(crate) fn functions() -> Vec<ScalarUDF> {
+    vec![
+        udf("date_format", &[], any(2), ret_utf8, date_format),
+        udf("date_parse", &[], any(2), ret_ts, date_parse),
+        udf("from_unixtime", &[], any(1), ret_ts_utc, from_unixtime),
+        udf("to_unixtime", &[], any(1), ret_f64, to_unixtime),
+        udf("from_iso8601_timestamp", &[], any(1), ret_ts_utc, from_iso8601_timestamp),
+        udf("from_iso8601_date", &[], any(1), ret_date, from_iso8601_date),
+        udf("to_iso8601", &[], any(1), ret_utf8, to_iso8601),
+        udf("date_add", &[], any(3), ret_third, date_add),
+        udf("date_diff", &[], any(3), ret_i64, date_diff),
+        udf("year", &[], any(1), ret_i64, year),
+        udf("quarter", &[], any(1), ret_i64, quarter),
+        udf("month", &[], any(1), ret_i64, month),
+        udf("day", &["day_of_month"], any(1), ret_i64, day),
+        udf("hour", &[], any(1), ret_i64, hour),
+        udf("minute", &[], any(1), ret_i64, minute),
+        udf("second", &[], any(1), ret_i64, second),
+        udf("millisecond", &[], any(1), ret_i64, millisecond),
+        udf("day_of_week", &["dow"], any(1), ret_i64, day_of_week),
+        udf("day_of_year", &["doy"], any(1), ret_i64, day_of_year),
+        udf("week", &["week_of_year"], any(1), ret_i64, week),
+        udf("year_of_week", &["yow"], any(1), ret_i64, year_of_week),
+        udf("last_day_of_month", &[], any(1), ret_date, last_day_of_month),
+        udf("date", &[], any(1), ret_date, date),
+        super::udf::udf_valued("__at_timezone", any(2), ret_zoned, at_timezone),
+    ]
+}

@@ -1,0 +1,433 @@
+//! Athena engine 3 (Trino) SQL on DataFusion.
+//!
+//! ```text
+//!  SQL ─▶ tokens (quoted identifiers folded to lower case, as Trino does)
+//!      ─▶ sqlparser AST (Generic dialect + lambdas)
+//!      ─▶ rewrite: Trino forms DataFusion lacks or answers differently
+//!      ─▶ DataFusion planner, with Trino functions registered by `register`
+//! ```
+//!
+//! Rewrites cover syntax (`AT TIME ZONE`, `EXTRACT(DOW …)`, `FETCH FIRST`,
+//! `TABLESAMPLE`, `?` parameters, `try`, `if`, `count_if`, `max_by`…) and
+//! semantics that differ silently (`CAST(2.5 AS INTEGER)` rounds, `CAST(ts AS
+//! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
+
+mod datetime;
+mod json;
+mod misc;
+mod strings;
+pub mod types;
+mod udf;
+
+use std::any::TypeId;
+use std::ops::ControlFlow;
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser;
+use sqlparser::ast::{
+    CastKind, DataType as SqlType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    LimitClause, Query, Statement, TableFactor, Value, VisitMut, VisitorMut,
+};
+use sqlparser::dialect::{Dialect, GenericDialect};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// The Generic dialect plus lambdas (`x -> x + 1`) and Trino's syntax.
+#[derive(Debug, Default)]
+pub struct TrinoDialect(GenericDialect);
+
+impl Dialect for TrinoDialect {
+    fn dialect(&self) -> TypeId {
+        TypeId::of::<GenericDialect>()
+    }
+    fn is_identifier_start(&self, ch: char) -> bool {
+        self.0.is_identifier_start(ch)
+    }
+    fn is_identifier_part(&self, ch: char) -> bool {
+        self.0.is_identifier_part(ch)
+    }
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        ch == '"'
+    }
+    fn supports_lambda_functions(&self) -> bool {
+        true
+    }
+    fn supports_filter_during_aggregation(&self) -> bool {
+        true
+    }
+    fn supports_group_by_expr(&self) -> bool {
+        true
+    }
+    fn supports_window_function_null_treatment_arg(&self) -> bool {
+        true
+    }
+    fn supports_array_typedef_with_brackets(&self) -> bool {
+        true
+    }
+}
+
+/// Maximum nesting depth accepted by the parser.
+pub const RECURSION_LIMIT: usize = 64;
+
+/// Parses Trino SQL into statements, folding quoted identifiers to lower case.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let dialect = TrinoDialect::default();
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| DataFusionError::SQL(Box::new(sqlparser::parser::ParserError::TokenizerError(e.to_string())), None))?;
+    let tokens = tokens
+        .into_iter()
+        .map(|mut t| {
+            if let Token::Word(w) = &mut t.token
+                && w.quote_style == Some('"')
+            {
+                w.value = w.value.to_lowercase();
+            }
+            t
+        })
+        .collect();
+    Parser::new(&dialect)
+        .with_recursion_limit(RECURSION_LIMIT)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| DataFusionError::SQL(Box::new(e), None))
+}
+
+/// Parses one expression (for rewrites built from text).
+fn parse_expr(text: &str) -> Result<Expr, String> {
+    let dialect = TrinoDialect::default();
+    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
+}
+
+fn parse_query(text: &str) -> Result<Query, String> {
+    let dialect = TrinoDialect::default();
+    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_query()).map(|q| *q).map_err(|e| e.to_string())
+}
+
+/// Registers the Trino functions on a session.
+pub fn register(ctx: &SessionContext) {
+    for f in json::functions().into_iter().chain(datetime::functions()).chain(strings::functions()).chain(misc::functions()) {
+        ctx.register_udf(f);
+    }
+}
+
+/// Rewrites a parsed statement into DataFusion's forms, putting `params`
+/// (SQL literals, Athena's `ExecutionParameters`) in place of the `?`s in order.
+pub fn rewrite(stmt: &mut Statement, params: &[String]) -> Result<()> {
+    let params = params
+        .iter()
+        .map(|p| parse_expr(p).map_err(|e| DataFusionError::Plan(format!("execution parameter {p:?}: {e}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let mut r = Rewriter { params: 0, values: params };
+    if let ControlFlow::Break(e) = stmt.visit(&mut r) {
+        return Err(DataFusionError::Plan(e));
+    }
+    if r.params != r.values.len() {
+        return Err(DataFusionError::Plan(format!(
+            "the query has {} parameter(s) (?) but {} value(s) were given",
+            r.params,
+            r.values.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs Trino SQL (one statement, no parameters) as a DataFrame on `ctx`,
+/// whose session must have the Trino functions [`register`]ed.
+pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::dataframe::DataFrame> {
+    let mut statements = parse(text)?;
+    if statements.len() != 1 {
+        return Err(DataFusionError::Plan(format!("expected one statement, got {}", statements.len())));
+    }
+    let mut stmt = statements.remove(0);
+    rewrite(&mut stmt, &[])?;
+    let plan = plan(&ctx.state(), stmt).await?;
+    ctx.execute_logical_plan(plan).await
+}
+
+/// Plans one rewritten statement on a session.
+pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> {
+    state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
+}
+
+struct Rewriter {
+    /// `?` placeholders seen so far.
+    params: usize,
+    values: Vec<Expr>,
+}
+
+fn fn_name(f: &Function) -> String {
+    f.name.to_string().to_lowercase()
+}
+
+fn args(f: &Function) -> Vec<Expr> {
+    match &f.args {
+        FunctionArguments::List(l) => l
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
+fn rename(f: &mut Function, to: &str) {
+    f.name = sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(to)]);
+}
+
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    let list = args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect();
+    Expr::Function(Function {
+        name: sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(name)]),
+        uses_odbc_syntax: false,
+        parameters: FunctionArguments::None,
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList { duplicate_treatment: None, args: list, clauses: vec![] }),
+        filter: None,
+        null_treatment: None,
+        over: None,
+        within_group: vec![],
+    })
+}
+
+fn is_integer_type(t: &SqlType) -> bool {
+    matches!(
+        t,
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::BigInt(_) | SqlType::SmallInt(_) | SqlType::TinyInt(_) | SqlType::Int64 | SqlType::Int32
+    )
+}
+
+fn is_varchar_type(t: &SqlType) -> bool {
+    matches!(t, SqlType::Varchar(_) | SqlType::String(_) | SqlType::Text | SqlType::CharacterVarying(_))
+}
+
+/// Inside `try(…)`: failing casts and division by zero give NULL.
+struct Tryer;
+
+impl VisitorMut for Tryer {
+    type Break = ();
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Cast { kind, .. } if matches!(kind, CastKind::Cast | CastKind::DoubleColon) => *kind = CastKind::TryCast,
+            Expr::BinaryOp { op: sqlparser::ast::BinaryOperator::Divide | sqlparser::ast::BinaryOperator::Modulo, right, .. } => {
+                let r = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
+                **right = call("nullif", vec![r, Expr::value(Value::Number("0".into(), false))]);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Rewriter {
+    fn function(&mut self, f: &mut Function) -> Result<Option<Expr>, String> {
+        let name = fn_name(f);
+        let a = args(f);
+        let text = |e: &Expr| e.to_string();
+        Ok(match name.as_str() {
+            "approx_percentile" => match a.as_slice() {
+                [x, Expr::Array(arr)] => {
+                    let parts: Vec<String> = arr.elem.iter().map(|p| format!("approx_percentile_cont({}, {})", text(x), text(p))).collect();
+                    Some(parse_expr(&format!("make_array({})", parts.join(", ")))?)
+                }
+                _ => {
+                    rename(f, "approx_percentile_cont");
+                    None
+                }
+            },
+            "arbitrary" | "any_value" => {
+                rename(f, "first_value");
+                None
+            }
+            "every" => {
+                rename(f, "bool_and");
+                None
+            }
+            "count_if" => match a.as_slice() {
+                [c] => Some(parse_expr(&format!("count(CASE WHEN {} THEN 1 END)", text(c)))?),
+                _ => return Err("count_if takes one argument".into()),
+            },
+            "max_by" | "min_by" => match a.as_slice() {
+                [x, y] => {
+                    let dir = if name == "max_by" { "DESC" } else { "ASC" };
+                    let mut e = parse_expr(&format!("first_value({} ORDER BY {} {dir} NULLS LAST)", text(x), text(y)))?;
+                    if let (Expr::Function(g), Some(filter)) = (&mut e, f.filter.take()) {
+                        g.filter = Some(filter);
+                    }
+                    Some(e)
+                }
+                _ => return Err(format!("{name}(x, y, n) is not supported; use {name}(x, y)")),
+            },
+            "if" => match a.as_slice() {
+                [c, t] => Some(parse_expr(&format!("CASE WHEN {} THEN {} END", text(c), text(t)))?),
+                [c, t, e] => Some(parse_expr(&format!("CASE WHEN {} THEN {} ELSE {} END", text(c), text(t), text(e)))?),
+                _ => return Err("if takes two or three arguments".into()),
+            },
+            "try" => match a.as_slice() {
+                [e] => {
+                    let mut e = e.clone();
+                    let _ = e.visit(&mut Tryer);
+                    Some(Expr::Nested(Box::new(e)))
+                }
+                _ => return Err("try takes one argument".into()),
+            },
+            "contains" => {
+                rename(f, "array_has");
+                None
+            }
+            "transform" => {
+                rename(f, "array_transform");
+                None
+            }
+            "filter" if f.over.is_none() => {
+                rename(f, "array_filter");
+                None
+            }
+            "any_match" => {
+                rename(f, "array_any_match");
+                None
+            }
+            "none_match" => Some(parse_expr(&format!("NOT array_any_match({})", a.iter().map(text).collect::<Vec<_>>().join(", ")))?),
+            "all_match" => match a.as_slice() {
+                [arr, Expr::Lambda(l)] => {
+                    let params: Vec<String> = l.params.iter().map(|p| p.to_string()).collect();
+                    let params = if params.len() == 1 { params[0].clone() } else { format!("({})", params.join(", ")) };
+                    Some(parse_expr(&format!("NOT array_any_match({}, {params} -> NOT coalesce(({}), false))", text(arr), l.body))?)
+                }
+                _ => return Err("all_match takes an array and a lambda".into()),
+            },
+            "sequence" => {
+                rename(f, "generate_series");
+                None
+            }
+            "rand" => {
+                rename(f, "random");
+                None
+            }
+            "array_join" => {
+                rename(f, "array_to_string");
+                None
+            }
+            "reduce" | "zip_with" | "histogram" | "map_agg" | "multimap_agg" | "transform_keys" | "transform_values" => {
+                return Err(format!("{name} is not supported yet"));
+            }
+            _ => None,
+        })
+    }
+}
+
+impl VisitorMut for Rewriter {
+    type Break = String;
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        let replacement = match expr {
+            Expr::Function(f) => match self.function(f) {
+                Ok(r) => r,
+                Err(e) => return ControlFlow::Break(e),
+            },
+            Expr::AtTimeZone { timestamp, time_zone } => Some(call("__at_timezone", vec![(**timestamp).clone(), (**time_zone).clone()])),
+            Expr::Extract { field, expr: inner, .. } => {
+                let f = match field {
+                    DateTimeField::Dow | DateTimeField::DayOfWeek => Some("day_of_week"),
+                    DateTimeField::Doy | DateTimeField::DayOfYear => Some("day_of_year"),
+                    DateTimeField::Week(_) => Some("week"),
+                    DateTimeField::Year => Some("year"),
+                    DateTimeField::Month => Some("month"),
+                    DateTimeField::Day => Some("day"),
+                    DateTimeField::Hour => Some("hour"),
+                    DateTimeField::Minute => Some("minute"),
+                    DateTimeField::Second => Some("second"),
+                    DateTimeField::Quarter => Some("quarter"),
+                    _ => None,
+                };
+                f.map(|f| call(f, vec![(**inner).clone()]))
+            }
+            Expr::Cast { kind, expr: inner, data_type, .. } if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) => {
+                if is_integer_type(data_type) {
+                    **inner = call("__round_for_int", vec![(**inner).clone()]);
+                    None
+                } else if is_varchar_type(data_type) && !matches!(kind, CastKind::TryCast) {
+                    Some(call("__to_varchar", vec![(**inner).clone()]))
+                } else {
+                    None
+                }
+            }
+            Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?") => {
+                self.params += 1;
+                self.values.get(self.params - 1).cloned()
+            }
+            _ => None,
+        };
+        if let Some(r) = replacement {
+            *expr = r;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<String> {
+        if let Some(fetch) = q.fetch.take() {
+            if fetch.percent || fetch.with_ties {
+                return ControlFlow::Break("FETCH … PERCENT / WITH TIES is not supported".into());
+            }
+            let limit = fetch.quantity.unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+            let offset = match q.limit_clause.take() {
+                Some(LimitClause::LimitOffset { offset, .. }) => offset,
+                _ => None,
+            };
+            q.limit_clause = Some(LimitClause::LimitOffset { limit: Some(limit), offset, limit_by: vec![] });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
+        if let TableFactor::Table { name, alias, sample, .. } = t
+            && let Some(kind) = sample.take()
+        {
+            let s = match kind {
+                sqlparser::ast::TableSampleKind::BeforeTableAlias(s) | sqlparser::ast::TableSampleKind::AfterTableAlias(s) => s,
+            };
+            let Some(q) = s.quantity.as_ref() else { return ControlFlow::Break("TABLESAMPLE needs a percentage".into()) };
+            let pct = q.value.to_string();
+            let sub = match parse_query(&format!("SELECT * FROM {name} WHERE random() * 100 < ({pct})")) {
+                Ok(q) => q,
+                Err(e) => return ControlFlow::Break(e),
+            };
+            let alias = alias.take().or_else(|| {
+                name.0.last().and_then(|p| p.as_ident().cloned()).map(|i| sqlparser::ast::TableAlias { name: i, columns: vec![], explicit: true, at: None })
+            });
+            *t = TableFactor::Derived { lateral: false, subquery: Box::new(sub), alias, sample: None };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw(sql: &str) -> String {
+        let mut s = parse(sql).unwrap().remove(0);
+        let params: Vec<String> = if sql.contains('?') { vec!["'x'".into(), "DATE '2026-11-02'".into()] } else { vec![] };
+        rewrite(&mut s, &params).unwrap();
+        s.to_string()
+    }
+
+    #[test]
+    fn rewrites() {
+        assert_eq!(rw(r#"SELECT "UserId" FROM "Events""#), r#"SELECT "userid" FROM "events""#);
+        assert_eq!(rw("SELECT CAST(x AS INTEGER) FROM t"), "SELECT CAST(__round_for_int(x) AS INTEGER) FROM t");
+        assert_eq!(rw("SELECT count_if(a > 1) FROM t"), "SELECT count(CASE WHEN a > 1 THEN 1 END) FROM t");
+        assert_eq!(rw("SELECT ts AT TIME ZONE 'UTC' FROM t"), "SELECT __at_timezone(ts, 'UTC') FROM t");
+        assert_eq!(rw("SELECT * FROM t FETCH FIRST 5 ROWS ONLY"), "SELECT * FROM t LIMIT 5");
+        assert_eq!(rw("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = 'x' AND c = DATE '2026-11-02'");
+        assert_eq!(rw("SELECT try(1 / x) FROM t"), "SELECT (1 / nullif(x, 0)) FROM t");
+        assert_eq!(rw("SELECT max_by(a, b) FROM t"), "SELECT first_value(a ORDER BY b DESC NULLS LAST) FROM t");
+        assert!(rw("SELECT * FROM t TABLESAMPLE BERNOULLI (10)").contains("random() * 100 < (10)"));
+        assert_eq!(rw("SELECT transform(a, x -> x + 1) FROM t"), "SELECT array_transform(a, x -> x + 1) FROM t");
+    }
+}

@@ -1,0 +1,211 @@
+//! Trino type names and Trino's text form of values.
+
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::{DataType, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// The Trino name of an Arrow type, as Athena reports it in `ColumnInfo.Type`.
+pub fn trino_type(t: &DataType) -> String {
+    match t {
+        DataType::Null => "unknown".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 | DataType::UInt8 => "smallint".into(),
+        DataType::Int32 | DataType::UInt16 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) => format!("decimal({p},{s})"),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "varchar".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "varbinary".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(unit, tz) => {
+            let p = precision(unit);
+            match tz {
+                Some(_) => format!("timestamp({p}) with time zone"),
+                None => format!("timestamp({p})"),
+            }
+        }
+        DataType::Time32(u) => format!("time({})", precision(u)),
+        DataType::Time64(u) => format!("time({})", precision(u)),
+        DataType::Interval(_) | DataType::Duration(_) => "interval day to second".into(),
+        DataType::List(f) | DataType::LargeList(f) | DataType::ListView(f) | DataType::FixedSizeList(f, _) => {
+            format!("array({})", trino_type(f.data_type()))
+        }
+        DataType::Map(f, _) => match f.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("map({}, {})", trino_type(kv[0].data_type()), trino_type(kv[1].data_type()))
+            }
+            _ => "map(unknown, unknown)".into(),
+        },
+        DataType::Struct(fields) => {
+            let inner: Vec<String> = fields.iter().map(|f| format!("{} {}", f.name(), trino_type(f.data_type()))).collect();
+            format!("row({})", inner.join(", "))
+        }
+        DataType::Dictionary(_, v) => trino_type(v),
+        other => other.to_string().to_lowercase(),
+    }
+}
+
+fn precision(unit: &TimeUnit) -> u8 {
+    match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    }
+}
+
+/// Precision and scale as Athena's `ColumnInfo` reports them.
+pub fn precision_scale(t: &DataType) -> (i32, i32) {
+    match t {
+        DataType::Boolean => (0, 0),
+        DataType::Int8 => (3, 0),
+        DataType::Int16 | DataType::UInt8 => (5, 0),
+        DataType::Int32 | DataType::UInt16 => (10, 0),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => (19, 0),
+        DataType::Float32 | DataType::Float16 => (17, 0),
+        DataType::Float64 => (17, 0),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p as i32, *s as i32),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (2147483647, 0),
+        DataType::Date32 | DataType::Date64 => (0, 0),
+        DataType::Timestamp(unit, _) => (0, precision(unit) as i32),
+        _ => (0, 0),
+    }
+}
+
+/// Renders one column in Trino's text form (timestamps `2026-11-02 13:05:09.123`,
+/// zoned ones with their zone, arrays `[a, b]`, maps `{k=v}`); `None` for NULL.
+pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
+    let n = a.len();
+    match a.data_type() {
+        DataType::Timestamp(unit, tz) => {
+            let p = precision(unit) as usize;
+            let micros = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+                .ok()
+                .and_then(|m| m.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().cloned());
+            let Some(m) = micros else { return vec![None; n] };
+            let zone: Option<chrono_tz::Tz> = tz.as_deref().and_then(|z| z.parse().ok());
+            (0..n)
+                .map(|i| {
+                    if m.is_null(i) {
+                        return None;
+                    }
+                    let t = chrono::DateTime::from_timestamp_micros(m.value(i))?;
+                    let (wall, suffix) = match (&zone, tz.as_deref()) {
+                        (Some(z), Some(name)) => (t.with_timezone(z).naive_local(), format!(" {name}")),
+                        (None, Some(name)) => (t.naive_utc(), format!(" {name}")),
+                        _ => (t.naive_utc(), String::new()),
+                    };
+                    let base = wall.format("%Y-%m-%d %H:%M:%S").to_string();
+                    let frac = if p == 0 { String::new() } else { format!(".{:0width$}", fraction(&wall, p), width = p) };
+                    Some(format!("{base}{frac}{suffix}"))
+                })
+                .collect()
+        }
+        DataType::Float64 | DataType::Float32 => {
+            let f = arrow::compute::cast(a, &DataType::Float64).ok();
+            let f = f.as_ref().and_then(|f| f.as_any().downcast_ref::<arrow::array::Float64Array>());
+            (0..n).map(|i| f.filter(|f| f.is_valid(i)).map(|f| trino_double(f.value(i)))).collect()
+        }
+        DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_) => {
+            (0..n).map(|i| if a.is_null(i) { None } else { Some(render_nested(a, i)) }).collect()
+        }
+        _ => {
+            let opts = FormatOptions::default().with_null("");
+            match ArrayFormatter::try_new(a.as_ref(), &opts) {
+                Ok(fmt) => (0..n).map(|i| if a.is_null(i) { None } else { Some(fmt.value(i).to_string()) }).collect(),
+                Err(_) => vec![None; n],
+            }
+        }
+    }
+}
+
+fn fraction(t: &chrono::NaiveDateTime, p: usize) -> u32 {
+    use chrono::Timelike;
+    let nanos = t.nanosecond() % 1_000_000_000;
+    nanos / 10u32.pow(9 - p as u32)
+}
+
+/// Trino prints doubles like Java: `1.0`, `2.5`, `1.0E10`.
+pub fn trino_double(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    let a = x.abs();
+    if a != 0.0 && !(1e-3..1e7).contains(&a) {
+        let s = format!("{x:E}");
+        // Rust: 1E10 / 1.5E-5; Java: 1.0E10 / 1.5E-5
+        return match s.split_once('E') {
+            Some((m, e)) if !m.contains('.') => format!("{m}.0E{e}"),
+            _ => s,
+        };
+    }
+    let s = format!("{x}");
+    if s.contains('.') { s } else { format!("{s}.0") }
+}
+
+fn render_nested(a: &ArrayRef, i: usize) -> String {
+    match a.data_type() {
+        DataType::List(_) => {
+            let l = a.as_any().downcast_ref::<arrow::array::ListArray>().map(|l| l.value(i));
+            render_items(l)
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_any().downcast_ref::<arrow::array::LargeListArray>().map(|l| l.value(i));
+            render_items(l)
+        }
+        DataType::Map(_, _) => {
+            let Some(m) = a.as_any().downcast_ref::<arrow::array::MapArray>() else { return String::new() };
+            let entries = m.value(i);
+            let keys = render_column(entries.column(0));
+            let vals = render_column(entries.column(1));
+            let parts: Vec<String> =
+                keys.into_iter().zip(vals).map(|(k, v)| format!("{}={}", k.unwrap_or_else(|| "null".into()), v.unwrap_or_else(|| "null".into()))).collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        DataType::Struct(fields) => {
+            let Some(s) = a.as_any().downcast_ref::<arrow::array::StructArray>() else { return String::new() };
+            let parts: Vec<String> = fields
+                .iter()
+                .enumerate()
+                .map(|(k, f)| {
+                    let v = render_column(&s.column(k).slice(i, 1)).pop().flatten();
+                    format!("{}={}", f.name(), v.unwrap_or_else(|| "null".into()))
+                })
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+        _ => String::new(),
+    }
+}
+
+fn render_items(items: Option<ArrayRef>) -> String {
+    let Some(items) = items else { return "[]".into() };
+    let parts: Vec<String> = render_column(&items).into_iter().map(|v| v.unwrap_or_else(|| "null".into())).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn names_and_text() {
+        assert_eq!(trino_type(&DataType::Timestamp(TimeUnit::Millisecond, None)), "timestamp(3)");
+        assert_eq!(trino_type(&DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))), "timestamp(3) with time zone");
+        assert_eq!(trino_type(&DataType::Decimal128(10, 2)), "decimal(10,2)");
+        let ts: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123), None]));
+        assert_eq!(render_column(&ts), vec![Some("2026-11-02 13:05:09.123".into()), None]);
+        let zoned: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123)]).with_timezone("America/New_York"));
+        assert_eq!(render_column(&zoned), vec![Some("2026-11-02 08:05:09.123 America/New_York".into())]);
+        assert_eq!(trino_double(1.0), "1.0");
+        assert_eq!(trino_double(2.5), "2.5");
+        assert_eq!(trino_double(1e10), "1.0E10");
+    }
+}

@@ -1,0 +1,522 @@
+//! The Athena API (AWS JSON 1.1): `POST /` with `X-Amz-Target:
+//! AmazonAthena.<Operation>`. Enough of it for boto3, PyAthena, awswrangler
+//! and SQLAlchemy clients: query executions with their lifecycle, paged
+//! results with Trino column types, workgroups and the data catalog.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sediment_engine::dialect::types::{precision_scale, trino_type};
+
+use crate::output::{text_rows, to_csv};
+use crate::server::AppState;
+use crate::service::{Cancel, Category, Observer, QueryError, QueryOutput, QueryRequest};
+
+/// Executions kept for Get*/List* calls.
+const KEEP: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueryState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl QueryState {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Execution {
+    id: String,
+    sql: String,
+    params: Vec<String>,
+    database: String,
+    workgroup: String,
+    output_location: String,
+    state: QueryState,
+    submitted: SystemTime,
+    completed: Option<SystemTime>,
+    started: Instant,
+    output: Option<Arc<QueryOutput>>,
+    error: Option<QueryError>,
+    cancel: Arc<Cancel>,
+    reused: bool,
+    total_ms: u64,
+}
+
+/// Every execution this server knows.
+#[derive(Debug, Default)]
+pub struct Executions {
+    by_id: Mutex<HashMap<String, Execution>>,
+    order: Mutex<VecDeque<String>>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+/// An Athena error: HTTP 400 with `__type` and `Message`.
+pub struct AthenaError(&'static str, String);
+
+impl IntoResponse for AthenaError {
+    fn into_response(self) -> Response {
+        let status = if self.0 == "InternalServerException" { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+        (status, [("content-type", "application/x-amz-json-1.1")], Json(json!({"__type": self.0, "Message": self.1}))).into_response()
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> AthenaError {
+    AthenaError("InvalidRequestException", msg.into())
+}
+
+fn epoch(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+fn str_field<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `POST /` dispatch on `X-Amz-Target`.
+pub async fn dispatch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(op) = target.strip_prefix("AmazonAthena.") else {
+        return invalid(format!("unknown target {target:?}; expected AmazonAthena.<Operation>")).into_response();
+    };
+    let req: Value = if body.is_empty() { json!({}) } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => return invalid(format!("the body is not JSON: {e}")).into_response(),
+        }
+    };
+    let result = match op {
+        "StartQueryExecution" => start(&state, &req).await,
+        "GetQueryExecution" => get_execution(&state, &req),
+        "BatchGetQueryExecution" => batch_get(&state, &req),
+        "GetQueryResults" => get_results(&state, &req),
+        "StopQueryExecution" => stop(&state, &req),
+        "ListQueryExecutions" => list_executions(&state, &req),
+        "GetWorkGroup" => get_workgroup(&state, &req),
+        "ListWorkGroups" => Ok(json!({"WorkGroups": [{"Name": "primary", "State": "ENABLED", "Description": "Sediment", "EngineVersion": engine_version()}]})),
+        "ListDataCatalogs" => Ok(json!({"DataCatalogsSummary": [{"CatalogName": "AwsDataCatalog", "Type": "GLUE"}]})),
+        "GetDataCatalog" => Ok(json!({"DataCatalog": {"Name": "AwsDataCatalog", "Type": "GLUE", "Description": "The Sediment lake"}})),
+        "ListDatabases" => Ok(list_databases(&state)),
+        "GetDatabase" => get_database(&state, &req),
+        "ListTableMetadata" => list_tables(&state, &req).await,
+        "GetTableMetadata" => get_table(&state, &req).await,
+        "CreatePreparedStatement" => {
+            let (Some(name), Some(sql)) = (str_field(&req, "StatementName"), str_field(&req, "QueryStatement")) else {
+                return invalid("StatementName and QueryStatement are required").into_response();
+            };
+            state.service.prepare(name, sql);
+            Ok(json!({}))
+        }
+        "GetPreparedStatement" => match str_field(&req, "StatementName").and_then(|n| state.service.prepared(n).map(|s| (n, s))) {
+            Some((n, s)) => Ok(json!({"PreparedStatement": {"StatementName": n, "QueryStatement": s, "WorkGroupName": "primary"}})),
+            None => Err(AthenaError("ResourceNotFoundException", "prepared statement not found".into())),
+        },
+        other => Err(invalid(format!("operation {other} is not supported by Sediment"))),
+    };
+    match result {
+        Ok(v) => ([("content-type", "application/x-amz-json-1.1")], Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn engine_version() -> Value {
+    json!({"SelectedEngineVersion": "Athena engine version 3", "EffectiveEngineVersion": "Athena engine version 3"})
+}
+
+struct Track {
+    state: Arc<AppState>,
+    id: String,
+}
+
+impl Observer for Track {
+    fn running(&self) {
+        if let Some(e) = self.state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&self.id)
+            && e.state == QueryState::Queued
+        {
+            e.state = QueryState::Running;
+        }
+    }
+}
+
+async fn start(state: &Arc<AppState>, req: &Value) -> Result<Value, AthenaError> {
+    let sql = str_field(req, "QueryString").ok_or_else(|| invalid("QueryString is required"))?.to_owned();
+    if sql.trim().is_empty() || sql.len() > 262_144 {
+        return Err(invalid("QueryString must be 1 to 262144 characters"));
+    }
+    let params: Vec<String> = req
+        .get("ExecutionParameters")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let database = req.pointer("/QueryExecutionContext/Database").and_then(Value::as_str).unwrap_or("default").to_lowercase();
+    if !state.service.databases().contains(&database) {
+        return Err(invalid(format!("Database {database} does not exist; use one of {:?}", state.service.databases())));
+    }
+    let workgroup = str_field(req, "WorkGroup").unwrap_or("primary").to_owned();
+    if let Some(token) = str_field(req, "ClientRequestToken")
+        && let Some(id) = state.executions.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(token)
+    {
+        return Ok(json!({"QueryExecutionId": id}));
+    }
+    let id = new_id();
+    let requested_location = req.pointer("/ResultConfiguration/OutputLocation").and_then(Value::as_str);
+    let (location, key) = result_location(state, requested_location, &id);
+    // Result reuse: an identical query that succeeded recently enough.
+    let reuse_minutes = req
+        .pointer("/ResultReuseConfiguration/ResultReuseByAgeConfiguration")
+        .filter(|c| c.get("Enabled").and_then(Value::as_bool) == Some(true))
+        .map(|c| c.get("MaxAgeInMinutes").and_then(Value::as_u64).unwrap_or(60));
+    let reused = reuse_minutes.and_then(|minutes| {
+        let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        execs
+            .values()
+            .filter(|e| e.state == QueryState::Succeeded && e.sql == sql && e.params == params && e.database == database)
+            .filter(|e| e.completed.and_then(|c| c.elapsed().ok()).is_some_and(|age| age <= Duration::from_secs(minutes * 60)))
+            .max_by_key(|e| e.completed)
+            .and_then(|e| e.output.clone())
+    });
+    let now = SystemTime::now();
+    let exec = Execution {
+        id: id.clone(),
+        sql: sql.clone(),
+        params: params.clone(),
+        database,
+        workgroup,
+        output_location: location,
+        state: if reused.is_some() { QueryState::Succeeded } else { QueryState::Queued },
+        submitted: now,
+        completed: reused.as_ref().map(|_| now),
+        started: Instant::now(),
+        output: reused.clone(),
+        error: None,
+        cancel: Arc::new(Cancel::default()),
+        reused: reused.is_some(),
+        total_ms: 0,
+    };
+    let cancel = Arc::clone(&exec.cancel);
+    insert(state, exec, str_field(req, "ClientRequestToken"));
+    if reused.is_some() {
+        return Ok(json!({"QueryExecutionId": id}));
+    }
+    let st = Arc::clone(state);
+    let run_id = id.clone();
+    tokio::spawn(async move {
+        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None };
+        let track = Track { state: Arc::clone(&st), id: run_id.clone() };
+        let started = Instant::now();
+        let result = st.service.run(&request, &cancel, &track).await;
+        st.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
+        // Athena writes the result CSV before reporting success.
+        let result = match result {
+            Ok(out) => match st.service.lake().put(&key, to_csv(&out).into()).await {
+                Ok(()) => Ok(out),
+                Err(e) => Err(QueryError::system(format!("writing the result to {key}: {e}"))),
+            },
+            Err(e) => Err(e),
+        };
+        let mut execs = st.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = execs.get_mut(&run_id) {
+            e.completed = Some(SystemTime::now());
+            e.total_ms = e.started.elapsed().as_millis() as u64;
+            match result {
+                _ if e.state == QueryState::Cancelled => {}
+                Ok(out) => {
+                    e.state = QueryState::Succeeded;
+                    e.output = Some(Arc::new(out));
+                }
+                Err(err) => {
+                    e.state = if err.cancelled { QueryState::Cancelled } else { QueryState::Failed };
+                    e.error = Some(err);
+                }
+            }
+        }
+    });
+    Ok(json!({"QueryExecutionId": id}))
+}
+
+/// Where a result goes: inside the lake when the requested location is in
+/// it, else under the lake's `_results/`.
+fn result_location(state: &AppState, requested: Option<&str>, id: &str) -> (String, String) {
+    let lake = state.service.lake().url().trim_end_matches('/').to_owned();
+    if let Some(loc) = requested {
+        let loc = loc.trim_end_matches('/');
+        if let Some(rest) = loc.strip_prefix(&lake) {
+            let rel = rest.trim_start_matches('/');
+            let key = if rel.is_empty() { format!("{id}.csv") } else { format!("{rel}/{id}.csv") };
+            return (format!("{loc}/{id}.csv"), key);
+        }
+    }
+    let key = format!("{}/{id}.csv", sediment_lake::paths::RESULTS_PREFIX);
+    (format!("{lake}/{key}"), key)
+}
+
+fn insert(state: &AppState, exec: Execution, token: Option<&str>) {
+    let id = exec.id.clone();
+    if let Some(t) = token {
+        state.executions.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(t.to_owned(), id.clone());
+    }
+    let mut by_id = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+    let mut order = state.executions.order.lock().unwrap_or_else(|p| p.into_inner());
+    by_id.insert(id.clone(), exec);
+    order.push_front(id);
+    while order.len() > KEEP {
+        if let Some(old) = order.pop_back() {
+            by_id.remove(&old);
+        }
+    }
+}
+
+fn describe(e: &Execution) -> Value {
+    let out = e.output.as_ref();
+    let mut status = json!({"State": e.state.name(), "SubmissionDateTime": epoch(e.submitted)});
+    if let Some(c) = e.completed {
+        status["CompletionDateTime"] = json!(epoch(c));
+    }
+    if let Some(err) = &e.error {
+        status["StateChangeReason"] = json!(err.message);
+        status["AthenaError"] = json!({
+            "ErrorCategory": if err.category == Category::System { 1 } else { 2 },
+            "ErrorType": if err.cancelled { 1306 } else if err.category == Category::System { 401 } else { 1100 },
+            "Retryable": err.category == Category::System,
+            "ErrorMessage": err.message,
+        });
+    }
+    let (planning, exec_ms, queued) = out.map_or((0, 0, 0), |o| (o.planning.as_millis() as u64, o.execution.as_millis() as u64, o.queued.as_millis() as u64));
+    let total = if e.completed.is_some() { e.total_ms } else { e.started.elapsed().as_millis() as u64 };
+    let mut q = json!({
+        "QueryExecutionId": e.id,
+        "Query": e.sql,
+        "StatementType": "DML",
+        "ResultConfiguration": {"OutputLocation": e.output_location},
+        "ResultReuseConfiguration": {"ResultReuseByAgeConfiguration": {"Enabled": false}},
+        "QueryExecutionContext": {"Database": e.database, "Catalog": "awsdatacatalog"},
+        "Status": status,
+        "Statistics": {
+            "EngineExecutionTimeInMillis": planning + exec_ms,
+            "DataScannedInBytes": out.map_or(0, |o| o.bytes_scanned),
+            "TotalExecutionTimeInMillis": total,
+            "QueryQueueTimeInMillis": queued,
+            "QueryPlanningTimeInMillis": planning,
+            "ServiceProcessingTimeInMillis": 0,
+            "ResultReuseInformation": {"ReusedPreviousResult": e.reused},
+        },
+        "WorkGroup": e.workgroup,
+        "EngineVersion": engine_version(),
+    });
+    if !e.params.is_empty() {
+        q["ExecutionParameters"] = json!(e.params);
+    }
+    q
+}
+
+fn id_of(req: &Value) -> Result<&str, AthenaError> {
+    str_field(req, "QueryExecutionId").ok_or_else(|| invalid("QueryExecutionId is required"))
+}
+
+fn get_execution(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let id = id_of(req)?;
+    let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+    let e = execs.get(id).ok_or_else(|| invalid(format!("QueryExecution {id} was not found")))?;
+    Ok(json!({"QueryExecution": describe(e)}))
+}
+
+fn batch_get(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let ids: Vec<&str> = req.get("QueryExecutionIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+    let (found, missing): (Vec<&str>, Vec<&str>) = ids.iter().partition(|id| execs.contains_key(**id));
+    Ok(json!({
+        "QueryExecutions": found.iter().filter_map(|id| execs.get(*id)).map(describe).collect::<Vec<_>>(),
+        "UnprocessedQueryExecutionIds": missing.iter().map(|id| json!({"QueryExecutionId": id, "ErrorCode": "INVALID_INPUT", "ErrorMessage": "not found"})).collect::<Vec<_>>(),
+    }))
+}
+
+fn stop(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let id = id_of(req)?;
+    let mut execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+    let e = execs.get_mut(id).ok_or_else(|| invalid(format!("QueryExecution {id} was not found")))?;
+    if matches!(e.state, QueryState::Queued | QueryState::Running) {
+        e.cancel.cancel();
+        e.state = QueryState::Cancelled;
+        e.completed = Some(SystemTime::now());
+        e.total_ms = e.started.elapsed().as_millis() as u64;
+        e.error = Some(QueryError { category: Category::User, message: "Query was cancelled by the user".into(), cancelled: true });
+    }
+    Ok(json!({}))
+}
+
+fn list_executions(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let max = req.get("MaxResults").and_then(Value::as_u64).unwrap_or(50).clamp(1, 50) as usize;
+    let start: usize = str_field(req, "NextToken").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let workgroup = str_field(req, "WorkGroup");
+    let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+    let order = state.executions.order.lock().unwrap_or_else(|p| p.into_inner());
+    let ids: Vec<&String> = order.iter().filter(|id| workgroup.is_none_or(|w| execs.get(*id).is_some_and(|e| e.workgroup == w))).collect();
+    let page: Vec<&String> = ids.iter().skip(start).take(max).copied().collect();
+    let mut resp = json!({"QueryExecutionIds": page});
+    if start + max < ids.len() {
+        resp["NextToken"] = json!((start + max).to_string());
+    }
+    Ok(resp)
+}
+
+fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let id = id_of(req)?;
+    let max = req.get("MaxResults").and_then(Value::as_u64).unwrap_or(1000);
+    if max == 0 || max > 1000 {
+        return Err(invalid("MaxResults must be between 1 and 1000"));
+    }
+    let out = {
+        let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
+        let e = execs.get(id).ok_or_else(|| invalid(format!("QueryExecution {id} was not found")))?;
+        match e.state {
+            QueryState::Succeeded => e.output.clone().ok_or_else(|| invalid("the result is no longer available"))?,
+            QueryState::Failed | QueryState::Cancelled => {
+                return Err(invalid(format!("Query has not yet finished. Current state: {}", e.state.name())).with_reason(e.error.as_ref()));
+            }
+            s => return Err(invalid(format!("Query has not yet finished. Current state: {}", s.name()))),
+        }
+    };
+    // Row 0 of the first page is the header.
+    let offset: usize = match str_field(req, "NextToken") {
+        None => 0,
+        Some(t) => t.parse().map_err(|_| invalid("invalid NextToken"))?,
+    };
+    let rows = text_rows(&out);
+    let total = rows.len() + 1;
+    let end = (offset + max as usize).min(total);
+    let mut page = Vec::with_capacity(end.saturating_sub(offset));
+    for i in offset..end {
+        let data: Vec<Value> = if i == 0 {
+            out.schema.fields().iter().map(|f| json!({"VarCharValue": f.name()})).collect()
+        } else {
+            rows[i - 1].iter().map(|v| v.as_ref().map_or(json!({}), |s| json!({"VarCharValue": s}))).collect()
+        };
+        page.push(json!({"Data": data}));
+    }
+    let columns: Vec<Value> = out
+        .schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let (p, s) = precision_scale(f.data_type());
+            json!({
+                "CatalogName": "hive", "SchemaName": "", "TableName": "",
+                "Name": f.name(), "Label": f.name(), "Type": trino_type(f.data_type()),
+                "Precision": p, "Scale": s, "Nullable": "UNKNOWN", "CaseSensitive": matches!(f.data_type(), arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::LargeUtf8),
+            })
+        })
+        .collect();
+    let mut resp = json!({"UpdateCount": 0, "ResultSet": {"Rows": page, "ResultSetMetadata": {"ColumnInfo": columns}}});
+    if end < total {
+        resp["NextToken"] = json!(end.to_string());
+    }
+    Ok(resp)
+}
+
+impl AthenaError {
+    fn with_reason(self, e: Option<&QueryError>) -> Self {
+        match e {
+            Some(e) => AthenaError(self.0, format!("{}: {}", self.1, e.message)),
+            None => self,
+        }
+    }
+}
+
+fn get_workgroup(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let name = str_field(req, "WorkGroup").unwrap_or("primary");
+    let cutoff = state.service.settings().bytes_scanned_cutoff;
+    let mut config = json!({
+        "ResultConfiguration": {"OutputLocation": format!("{}/{}/", state.service.lake().url().trim_end_matches('/'), sediment_lake::paths::RESULTS_PREFIX)},
+        "EnforceWorkGroupConfiguration": false,
+        "PublishCloudWatchMetricsEnabled": false,
+        "RequesterPaysEnabled": false,
+        "EngineVersion": engine_version(),
+    });
+    if cutoff > 0 {
+        config["BytesScannedCutoffPerQuery"] = json!(cutoff);
+    }
+    Ok(json!({"WorkGroup": {"Name": name, "State": "ENABLED", "Configuration": config, "Description": "Sediment query service", "CreationTime": 0}}))
+}
+
+fn list_databases(state: &AppState) -> Value {
+    let dbs: Vec<Value> = state.service.databases().iter().map(|d| json!({"Name": d, "Description": "The Sediment read model", "Parameters": {}})).collect();
+    json!({"DatabaseList": dbs})
+}
+
+fn get_database(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let name = str_field(req, "DatabaseName").unwrap_or("default").to_lowercase();
+    if !state.service.databases().contains(&name) {
+        return Err(AthenaError("MetadataException", format!("Database {name} not found")));
+    }
+    Ok(json!({"Database": {"Name": name, "Description": "The Sediment read model", "Parameters": {}}}))
+}
+
+async fn table_metadata(state: &AppState, name: &str) -> Result<Value, AthenaError> {
+    let ctx = state.service.session();
+    let df = ctx.table(name).await.map_err(|_| AthenaError("MetadataException", format!("Table {name} not found")))?;
+    let partition = match name {
+        "events" => Some("dt"),
+        n if state.service.config().projections.iter().any(|p| p.name == n) => Some("snapshot_date"),
+        n if state.service.config().views.iter().any(|v| v.name == n) => Some("dt"),
+        _ => None,
+    };
+    let (cols, parts): (Vec<_>, Vec<_>) = df.schema().fields().iter().partition(|f| Some(f.name().as_str()) != partition);
+    let describe = |f: &&arrow::datatypes::FieldRef| json!({"Name": f.name(), "Type": trino_type(f.data_type()), "Comment": ""});
+    Ok(json!({
+        "Name": name,
+        "CreateTime": 0,
+        "LastAccessTime": 0,
+        "TableType": if name.ends_with("_current") { "VIRTUAL_VIEW" } else { "EXTERNAL_TABLE" },
+        "Columns": cols.iter().map(describe).collect::<Vec<_>>(),
+        "PartitionKeys": parts.iter().map(describe).collect::<Vec<_>>(),
+        "Parameters": {"table_type": "DELTA", "location": format!("{}/{}", state.service.lake().url().trim_end_matches('/'), sediment_lake::paths::table_root(name))},
+    }))
+}
+
+async fn list_tables(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let db = str_field(req, "DatabaseName").unwrap_or("default").to_lowercase();
+    if !state.service.databases().contains(&db) {
+        return Err(AthenaError("MetadataException", format!("Database {db} not found")));
+    }
+    let pattern = str_field(req, "Expression").map(|p| p.to_lowercase());
+    let mut out = Vec::new();
+    for name in crate::meta::tables(&state.service) {
+        if let Some(p) = &pattern {
+            let rx = format!("^{}$", regex::escape(p).replace("\\*", ".*").replace("\\|", "|"));
+            if !regex::Regex::new(&rx).is_ok_and(|r| r.is_match(&name)) {
+                continue;
+            }
+        }
+        if let Ok(t) = table_metadata(state, &name).await {
+            out.push(t);
+        }
+    }
+    Ok(json!({"TableMetadataList": out}))
+}
+
+async fn get_table(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+    let name = str_field(req, "TableName").ok_or_else(|| invalid("TableName is required"))?.to_lowercase();
+    Ok(json!({"TableMetadata": table_metadata(state, &name).await?}))
+}

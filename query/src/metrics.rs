@@ -1,0 +1,66 @@
+//! Prometheus metrics of the service.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+const BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Debug, Default)]
+struct Inner {
+    queries: u64,
+    errors: u64,
+    cancelled: u64,
+    bytes_scanned: u64,
+    rows: u64,
+    buckets: [u64; BUCKETS.len()],
+    sum_seconds: f64,
+}
+
+/// Counters and a latency histogram, rendered in the Prometheus text format.
+#[derive(Debug, Default)]
+pub struct Metrics(Mutex<Inner>);
+
+impl Metrics {
+    pub fn record(&self, latency: Duration, outcome: Result<(u64, u64), bool>) {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.queries += 1;
+        match outcome {
+            Ok((bytes, rows)) => {
+                m.bytes_scanned += bytes;
+                m.rows += rows;
+            }
+            Err(true) => m.cancelled += 1,
+            Err(false) => m.errors += 1,
+        }
+        let s = latency.as_secs_f64();
+        m.sum_seconds += s;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                m.buckets[i] += 1;
+            }
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        out.push_str("# HELP sediment_queries_total Queries run.\n# TYPE sediment_queries_total counter\n");
+        out.push_str(&format!("sediment_queries_total {}\n", m.queries));
+        out.push_str("# HELP sediment_query_errors_total Queries that failed.\n# TYPE sediment_query_errors_total counter\n");
+        out.push_str(&format!("sediment_query_errors_total {}\n", m.errors));
+        out.push_str("# HELP sediment_queries_cancelled_total Queries cancelled (timeout, cutoff, stop).\n# TYPE sediment_queries_cancelled_total counter\n");
+        out.push_str(&format!("sediment_queries_cancelled_total {}\n", m.cancelled));
+        out.push_str("# HELP sediment_bytes_scanned_total Bytes read by successful queries.\n# TYPE sediment_bytes_scanned_total counter\n");
+        out.push_str(&format!("sediment_bytes_scanned_total {}\n", m.bytes_scanned));
+        out.push_str("# HELP sediment_rows_returned_total Rows returned.\n# TYPE sediment_rows_returned_total counter\n");
+        out.push_str(&format!("sediment_rows_returned_total {}\n", m.rows));
+        out.push_str("# HELP sediment_query_duration_seconds Query latency.\n# TYPE sediment_query_duration_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            out.push_str(&format!("sediment_query_duration_seconds_bucket{{le=\"{b}\"}} {}\n", m.buckets[i]));
+        }
+        out.push_str(&format!("sediment_query_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", m.queries));
+        out.push_str(&format!("sediment_query_duration_seconds_sum {}\n", m.sum_seconds));
+        out.push_str(&format!("sediment_query_duration_seconds_count {}\n", m.queries));
+        out
+    }
+}

@@ -1,0 +1,75 @@
+//! REST: `POST /v1/query`, `GET /health`, `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::output;
+use crate::server::AppState;
+use crate::service::{Category, Cancel, QueryError, QueryRequest};
+
+#[derive(Debug, Deserialize)]
+pub struct QueryBody {
+    pub sql: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+/// An error as an HTTP response: user errors spelled out (400), internals
+/// hidden (500) and logged once.
+pub struct ApiError(pub StatusCode, pub String, pub &'static str);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": {"type": self.2, "message": self.1}}))).into_response()
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e.category {
+            Category::User if e.cancelled => ApiError(StatusCode::REQUEST_TIMEOUT, e.message, "QueryCancelled"),
+            Category::User => ApiError(StatusCode::BAD_REQUEST, e.message, "QueryFailed"),
+            Category::System => {
+                tracing::error!(error = %e.message, "query failed internally");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log".into(), "InternalError")
+            }
+        }
+    }
+}
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"sql\": \"…\"}}: {e}"), "BadRequest"))?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_ascii_lowercase();
+    let started = Instant::now();
+    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None };
+    let result = state.service.run(&req, &Cancel::default(), &()).await;
+    state.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
+    let out = result?;
+    let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e, "InternalError");
+    Ok(if accept.contains("text/csv") {
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], output::to_csv(&out)).into_response()
+    } else if accept.contains("arrow") {
+        let bytes = output::to_arrow_ipc(&out).map_err(|e| internal(e.to_string()))?;
+        ([(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")], bytes).into_response()
+    } else if accept.contains("parquet") {
+        let bytes = output::to_parquet(&out).map_err(|e| internal(e.to_string()))?;
+        ([(header::CONTENT_TYPE, "application/vnd.apache.parquet")], bytes).into_response()
+    } else {
+        Json(output::to_json(&out)).into_response()
+    })
+}

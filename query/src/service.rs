@@ -1,0 +1,399 @@
+//! One engine behind every interface: parse Trino SQL, refuse anything that
+//! is not a read, plan over the lake catalog, run bounded.
+//!
+//! Bounds: a shared memory pool (operators spill or fail cleanly), a
+//! per-query timeout with real cancellation (dropping the stream stops the
+//! work), a maximum result size, an Athena-style bytes-scanned cutoff, and a
+//! concurrency limit (queries beyond it wait, QUEUED).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::Statement;
+use futures::StreamExt;
+use sediment_engine::catalog::LakeCatalog;
+use sediment_engine::dialect;
+use sediment_engine::session::{SessionOptions, session_config};
+use sediment_lake::config::QuerySection;
+use sediment_lake::{Config, Lake};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::meta;
+
+/// Athena's catalog name.
+pub const CATALOG: &str = "awsdatacatalog";
+
+/// Whether an error is the user's to fix (Athena ErrorCategory 2) or ours (1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    System,
+    User,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct QueryError {
+    pub category: Category,
+    pub message: String,
+    /// `CANCELLED` rather than `FAILED`.
+    pub cancelled: bool,
+}
+
+impl QueryError {
+    pub fn user(message: impl Into<String>) -> Self {
+        Self { category: Category::User, message: message.into(), cancelled: false }
+    }
+    pub fn system(message: impl Into<String>) -> Self {
+        Self { category: Category::System, message: message.into(), cancelled: false }
+    }
+    fn cancelled(message: impl Into<String>) -> Self {
+        Self { category: Category::User, message: message.into(), cancelled: true }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError as E;
+        let root = e.find_root();
+        let category = match root {
+            E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) | E::Execution(_) | E::ResourcesExhausted(_) => Category::User,
+            _ => Category::System,
+        };
+        let message = match root {
+            E::SQL(p, _) => format!("SYNTAX_ERROR: {p}"),
+            E::Plan(m) => m.clone(),
+            E::SchemaError(s, _) => s.to_string(),
+            E::NotImplemented(m) => format!("NOT_SUPPORTED: {m}"),
+            E::ResourcesExhausted(m) => format!("EXCEEDED_MEMORY_LIMIT: {m}"),
+            other => other.to_string(),
+        };
+        Self { category, message, cancelled: false }
+    }
+}
+
+/// What a query produced.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub bytes_scanned: u64,
+    pub planning: Duration,
+    pub execution: Duration,
+    /// Time spent waiting for a slot (QUEUED).
+    pub queued: Duration,
+}
+
+/// A request to run.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRequest {
+    pub sql: String,
+    /// SQL literals for `?` placeholders (Athena `ExecutionParameters`).
+    pub params: Vec<String>,
+    /// Per-query bytes-scanned cutoff overriding the server's (workgroup) one.
+    pub bytes_scanned_cutoff: Option<u64>,
+}
+
+/// Signals a running query to stop.
+#[derive(Debug, Default)]
+pub struct Cancel {
+    notify: Notify,
+    flag: std::sync::atomic::AtomicBool,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    async fn wait(&self) {
+        loop {
+            let n = self.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+/// Callbacks while a query runs (the Athena API tracks state with them).
+pub trait Observer: Send + Sync {
+    fn running(&self) {}
+}
+
+impl Observer for () {}
+
+/// The query engine over one lake.
+#[derive(Debug)]
+pub struct QueryService {
+    catalog: Arc<LakeCatalog>,
+    settings: QuerySection,
+    runtime: Arc<RuntimeEnv>,
+    slots: Arc<Semaphore>,
+    prepared: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl QueryService {
+    pub fn new(lake: Lake, config: Config) -> Result<Arc<Self>, QueryError> {
+        let settings = config.query.clone();
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new((settings.memory_limit_mb as usize) << 20)))
+            .build_arc()
+            .map_err(QueryError::from)?;
+        let slots = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
+        Ok(Arc::new(Self {
+            catalog: LakeCatalog::new(lake, config),
+            settings,
+            runtime,
+            slots,
+            prepared: Default::default(),
+        }))
+    }
+
+    pub fn settings(&self) -> &QuerySection {
+        &self.settings
+    }
+
+    pub fn lake(&self) -> &Lake {
+        self.catalog.lake()
+    }
+
+    pub fn config(&self) -> &Config {
+        self.catalog.config()
+    }
+
+    /// Database names that resolve to the lake.
+    pub fn databases(&self) -> Vec<String> {
+        let mut d = vec!["default".to_owned()];
+        if self.settings.database != "default" {
+            d.push(self.settings.database.clone());
+        }
+        d
+    }
+
+    /// A fresh session: lake catalog under `awsdatacatalog.default` and the
+    /// configured database name, Trino functions, shared memory pool.
+    pub fn session(&self) -> SessionContext {
+        let opts = SessionOptions::default();
+        let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), self.catalog.lake().store());
+        let catalog = MemoryCatalogProvider::new();
+        for db in self.databases() {
+            // MemoryCatalogProvider::register_schema only fails for duplicate names of other kinds.
+            let _ = catalog.register_schema(&db, self.catalog.schema_provider());
+        }
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        dialect::register(&ctx);
+        ctx
+    }
+
+    /// Runs one statement to completion.
+    pub async fn run(&self, req: &QueryRequest, cancel: &Cancel, observer: &dyn Observer) -> Result<QueryOutput, QueryError> {
+        let queued_at = Instant::now();
+        let _slot = tokio::select! {
+            s = Arc::clone(&self.slots).acquire_owned() => s.map_err(|_| QueryError::system("the server is shutting down"))?,
+            _ = cancel.wait() => return Err(QueryError::cancelled("cancelled while queued")),
+        };
+        let queued = queued_at.elapsed();
+        observer.running();
+        let started = Instant::now();
+        let ctx = self.session();
+        let sql = self.resolve_prepared(&req.sql)?;
+        if let Some(out) = meta::answer(self, &ctx, &sql.sql).await? {
+            return Ok(QueryOutput { queued, planning: started.elapsed(), ..out });
+        }
+        let mut statements = dialect::parse(&sql.sql).map_err(QueryError::from)?;
+        if statements.len() != 1 {
+            return Err(QueryError::user(format!("expected one statement, got {}", statements.len())));
+        }
+        let mut stmt = statements.remove(0);
+        refuse_writes(&stmt)?;
+        let params = if sql.params.is_empty() { &req.params } else { &sql.params };
+        dialect::rewrite(&mut stmt, params).map_err(QueryError::from)?;
+        let plan = dialect::plan(&ctx.state(), stmt).await.map_err(QueryError::from)?;
+        datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(|e| QueryError::user(format!("only queries are allowed: {e}")))?;
+        let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::from)?;
+        let physical = df.create_physical_plan().await.map_err(QueryError::from)?;
+        let planning = started.elapsed();
+        let cutoff = req.bytes_scanned_cutoff.unwrap_or(self.settings.bytes_scanned_cutoff);
+        let exec_started = Instant::now();
+        let (batches, rows) = tokio::select! {
+            r = self.collect(&physical, ctx.task_ctx(), cutoff) => r?,
+            _ = tokio::time::sleep(self.settings.timeout) => {
+                return Err(QueryError::cancelled(format!("Query exceeded the {}s timeout and was cancelled", self.settings.timeout.as_secs())));
+            }
+            _ = cancel.wait() => return Err(QueryError::cancelled("Query was cancelled")),
+        };
+        Ok(QueryOutput {
+            schema: physical.schema(),
+            batches,
+            rows,
+            bytes_scanned: bytes_scanned(&physical),
+            planning,
+            execution: exec_started.elapsed(),
+            queued,
+        })
+    }
+
+    async fn collect(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+        task: Arc<datafusion::execution::TaskContext>,
+        cutoff: u64,
+    ) -> Result<(Vec<RecordBatch>, usize), QueryError> {
+        let mut stream = datafusion::physical_plan::execute_stream(Arc::clone(plan), task).map_err(QueryError::from)?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(QueryError::from)?;
+            rows += b.num_rows();
+            if rows > self.settings.max_result_rows {
+                return Err(QueryError::user(format!(
+                    "the result has more than {} rows (query.max_result_rows); add a LIMIT or aggregate",
+                    self.settings.max_result_rows
+                )));
+            }
+            if cutoff > 0 {
+                let scanned = bytes_scanned(plan);
+                if scanned > cutoff {
+                    return Err(QueryError::cancelled(format!(
+                        "Query cancelled: it scanned {scanned} bytes, over the {cutoff}-byte cutoff per query"
+                    )));
+                }
+            }
+            batches.push(b);
+        }
+        if cutoff > 0 {
+            let scanned = bytes_scanned(plan);
+            if scanned > cutoff {
+                return Err(QueryError::cancelled(format!("Query cancelled: it scanned {scanned} bytes, over the {cutoff}-byte cutoff per query")));
+            }
+        }
+        Ok((batches, rows))
+    }
+
+    /// `PREPARE name FROM stmt` stores; `EXECUTE name USING a, b` resolves.
+    fn resolve_prepared(&self, sql: &str) -> Result<Resolved, QueryError> {
+        let trimmed = sql.trim().trim_end_matches(';').trim();
+        let upper = trimmed.to_ascii_uppercase();
+        if let Some(rest) = upper.strip_prefix("EXECUTE ") {
+            let rest_orig = &trimmed[trimmed.len() - rest.len()..];
+            let (name, using) = match rest_orig.to_ascii_uppercase().find(" USING ") {
+                Some(i) => (rest_orig[..i].trim(), Some(rest_orig[i + 7..].trim())),
+                None => (rest_orig.trim(), None),
+            };
+            let stored = self
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&name.to_lowercase())
+                .cloned()
+                .ok_or_else(|| QueryError::user(format!("Prepared statement not found: {name}")))?;
+            let params = using.map(split_params).unwrap_or_default();
+            return Ok(Resolved { sql: stored, params });
+        }
+        Ok(Resolved { sql: sql.to_owned(), params: vec![] })
+    }
+
+    /// Stores a prepared statement (SQL `PREPARE` or the Athena API).
+    pub fn prepare(&self, name: &str, sql: &str) {
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_lowercase(), sql.to_owned());
+    }
+
+    pub fn prepared(&self, name: &str) -> Option<String> {
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&name.to_lowercase()).cloned()
+    }
+
+    pub fn catalog(&self) -> &Arc<LakeCatalog> {
+        &self.catalog
+    }
+}
+
+struct Resolved {
+    sql: String,
+    params: Vec<String>,
+}
+
+/// Splits `a, 'b,c', DATE '…'` at top-level commas.
+fn split_params(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quote, mut depth) = (false, 0i32);
+    for c in text.chars() {
+        match c {
+            '\'' => quote = !quote,
+            '(' if !quote => depth += 1,
+            ')' if !quote => depth -= 1,
+            ',' if !quote && depth == 0 => {
+                out.push(cur.trim().to_owned());
+                cur.clear();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_owned());
+    }
+    out
+}
+
+/// Refuses, before planning, every statement that is not a read.
+fn refuse_writes(stmt: &Statement) -> Result<(), QueryError> {
+    match stmt {
+        Statement::Query(_) => Ok(()),
+        Statement::Explain { statement, .. } => refuse_writes(statement),
+        other => {
+            let text = other.to_string();
+            let verb: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            Err(QueryError::user(format!("NOT_SUPPORTED: {verb} is not allowed: the query service is read-only")))
+        }
+    }
+}
+
+/// Bytes read by every scan in a plan so far.
+pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    struct Sum(u64);
+    impl ExecutionPlanVisitor for Sum {
+        type Error = std::convert::Infallible;
+        fn pre_visit(&mut self, plan: &dyn ExecutionPlan) -> Result<bool, Self::Error> {
+            if let Some(m) = plan.metrics()
+                && let Some(v) = m.sum_by_name("bytes_scanned")
+            {
+                self.0 += v.as_usize() as u64;
+            }
+            Ok(true)
+        }
+    }
+    let mut s = Sum(0);
+    let _ = accept(plan.as_ref(), &mut s);
+    s.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_split_at_top_level_commas() {
+        assert_eq!(split_params("1, 'a,b', DATE '2026-11-02', f(1, 2)"), vec!["1", "'a,b'", "DATE '2026-11-02'", "f(1, 2)"]);
+    }
+}
