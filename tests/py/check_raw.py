@@ -172,7 +172,9 @@ def main():
         "problems": problems[:20],
     }
     print(json.dumps(summary))
-    sys.exit(1 if problems else 0)
+    sys.stdout.flush()
+    # Skip interpreter teardown: native readers can abort while their threads exit.
+    os._exit(1 if problems else 0)
 
 
 if __name__ == "__main__":
