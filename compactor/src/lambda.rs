@@ -35,8 +35,26 @@ pub fn selection(event: &Value, now: chrono::DateTime<chrono::Utc>) -> Result<(D
     Ok((sel, rebuild))
 }
 
+/// The days of a backfill range, for a Step Functions Map state:
+/// `{"dates_from": "2026-11-01", "dates_to": "2026-11-03"}` → `{"dates": [...]}`.
+pub fn plan_dates(event: &Value) -> Result<Option<Value>, Error> {
+    let (Some(from), Some(to)) = (event.get("dates_from"), event.get("dates_to")) else { return Ok(None) };
+    let parse = |v: &Value, k: &str| -> Result<chrono::NaiveDate, Error> {
+        v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| Error::BadRequest(format!("`{k}` is not a YYYY-MM-DD date: {v}")))
+    };
+    let (from, to) = (parse(from, "dates_from")?, parse(to, "dates_to")?);
+    if to < from || (to - from).num_days() > 3660 {
+        return Err(Error::BadRequest(format!("bad backfill range {from} … {to}")));
+    }
+    let dates: Vec<String> = from.iter_days().take_while(|d| *d <= to).map(|d| d.to_string()).collect();
+    Ok(Some(json!({"dates": dates})))
+}
+
 /// Handles one invocation; the `Ok` value is the response (the run report).
 pub async fn handle(compactor: &Compactor, event: &Value) -> Result<Value, Error> {
+    if let Some(plan) = plan_dates(event)? {
+        return Ok(plan);
+    }
     let (sel, rebuild) = selection(event, chrono::Utc::now())?;
     let report = compactor.run(&sel, rebuild, &()).await?;
     tracing::info!(days = report.committed_days(), derived = report.derived.len(), ms = report.duration_ms, "compaction finished");
@@ -72,5 +90,9 @@ mod tests {
         assert!(selection(&json!({"from": "2026-11-02"}), now).is_err());
         assert!(selection(&json!({"date": "yesterday"}), now).is_err());
         assert!(selection(&json!({"all": true, "rebuild": true}), now).unwrap().1);
+        let plan = plan_dates(&json!({"dates_from": "2026-02-27", "dates_to": "2026-03-01"})).unwrap().unwrap();
+        assert_eq!(plan, json!({"dates": ["2026-02-27", "2026-02-28", "2026-03-01"]}));
+        assert!(plan_dates(&json!({"dates_from": "2026-03-02", "dates_to": "2026-03-01"})).is_err());
+        assert!(plan_dates(&json!({"date": "2026-03-02"})).unwrap().is_none());
     }
 }

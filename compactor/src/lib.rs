@@ -191,3 +191,5 @@ impl Compactor {
 fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
+#[cfg(test)]
+mod props;

@@ -1,10 +1,10 @@
 //! Operations around compaction: vacuum, verify, status.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, StringArray};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use datafusion::logical_expr::col;
 use futures::StreamExt;
 use sediment_engine::delta;
@@ -209,62 +209,4 @@ async fn check_day(lake: &Lake, settings: &Settings, state: &EventsState, dt: Na
     })
 }
 
-/// One day of `status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DayStatus {
-    pub dt: NaiveDate,
-    pub raw_files: usize,
-    pub raw_bytes: u64,
-    pub uncovered_files: usize,
-    /// `compacted`, `dirty` (compacted, with newer raw files), or `hot` (never compacted).
-    pub state: &'static str,
-    pub curated_rows: Option<u64>,
-    pub last_compaction: Option<DateTime<Utc>>,
-    /// When the newest raw file of the day landed.
-    pub newest_raw: Option<DateTime<Utc>>,
-}
-
-/// The lake at a glance.
-#[derive(Debug, Clone, Serialize)]
-pub struct LakeStatus {
-    pub lake: String,
-    pub events_version: Option<i64>,
-    pub days: Vec<DayStatus>,
-    /// Newest raw file anywhere: the freshness of the lake.
-    pub newest_raw: Option<DateTime<Utc>>,
-    pub uncovered_files: usize,
-}
-
-pub async fn status(lake: &Lake) -> Result<LakeStatus> {
-    let cache = ManifestCache::default();
-    let state = load_events(lake, &cache, &|_| true).await?;
-    let uncovered = state.uncovered();
-    let mut days = Vec::new();
-    let all: BTreeMap<NaiveDate, ()> = state.days().into_iter().map(|d| (d, ())).collect();
-    for dt in all.keys() {
-        let raw = state.raw.get(dt).map(Vec::as_slice).unwrap_or(&[]);
-        let unc = uncovered.get(dt).map_or(0, Vec::len);
-        let curated = state.curated.get(dt);
-        days.push(DayStatus {
-            dt: *dt,
-            raw_files: raw.len(),
-            raw_bytes: raw.iter().map(|o| o.size).sum(),
-            uncovered_files: unc,
-            state: match (curated.is_some(), unc > 0) {
-                (true, false) => "compacted",
-                (true, true) => "dirty",
-                (false, _) => "hot",
-            },
-            curated_rows: curated.map(|c| c.manifest.rows_out),
-            last_compaction: curated.map(|c| c.manifest.created_at),
-            newest_raw: raw.iter().map(|o| o.last_modified).max(),
-        });
-    }
-    Ok(LakeStatus {
-        lake: lake.url().to_owned(),
-        events_version: state.version,
-        newest_raw: days.iter().filter_map(|d| d.newest_raw).max(),
-        uncovered_files: uncovered.values().map(Vec::len).sum(),
-        days,
-    })
-}
+pub use sediment_engine::status::{DayStatus, LakeStatus, status};

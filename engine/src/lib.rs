@@ -21,3 +21,4 @@ pub mod fold;
 pub mod schema;
 pub mod session;
 pub mod state;
+pub mod status;

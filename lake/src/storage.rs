@@ -65,6 +65,17 @@ static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(D
 impl Lake {
     /// Opens the lake at `url` (see the module docs for the accepted forms).
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, &[])
+    }
+
+    /// A lake over a store built elsewhere (tests wrap stores to inject faults).
+    pub fn from_store(url: &str, store: Arc<dyn ObjectStore>) -> Self {
+        Self { url: url.to_owned(), store }
+    }
+
+    /// Like [`Lake::open`], with S3 settings (`aws_endpoint`, `aws_access_key_id`, …)
+    /// given explicitly on top of the environment.
+    pub fn open_with(url: &str, s3_options: &[(&str, &str)]) -> Result<Self> {
         let err = |reason: &str| Error::Url { url: url.to_owned(), reason: reason.to_owned() };
         let store: Arc<dyn ObjectStore> = if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -72,7 +83,15 @@ impl Lake {
                 return Err(err("no bucket name"));
             }
             let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok();
+            for (k, v) in s3_options {
+                let key = k.parse().map_err(|e: object_store::Error| err(&e.to_string()))?;
+                builder = builder.with_config(key, *v);
+            }
+            let endpoint = s3_options
+                .iter()
+                .find(|(k, _)| k.contains("endpoint"))
+                .map(|(_, v)| (*v).to_owned())
+                .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").or_else(|_| std::env::var("AWS_ENDPOINT_URL")).ok());
             if endpoint.as_deref().is_some_and(|e| e.starts_with("http://")) {
                 builder = builder.with_allow_http(true);
             }

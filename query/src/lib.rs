@@ -4,9 +4,11 @@
 //!  Athena API (boto3, PyAthena) ─┐
 //!  REST /v1/query ───────────────┼─▶ QueryService::run ─▶ dialect ─▶ DataFusion ─▶ lake catalog
 //!  sediment query (CLI) ─────────┘        read-only, bounded
+//!  console at / (browser) ─ Athena API + GET /v1/lake
 //! ```
 
 pub mod athena;
+pub mod console;
 pub mod meta;
 pub mod metrics;
 pub mod output;

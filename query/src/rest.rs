@@ -1,4 +1,4 @@
-//! REST: `POST /v1/query`, `GET /health`, `GET /metrics`.
+//! REST: `POST /v1/query`, `GET /v1/lake`, `GET /health`, `GET /metrics`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -72,4 +72,17 @@ pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
     } else {
         Json(output::to_json(&out)).into_response()
     })
+}
+
+/// `GET /v1/lake`: the lake per day (raw files, compacted/dirty/hot, rows,
+/// last compaction) and its freshness, as `sediment status --json` prints it,
+/// plus the server's clock so a client can compute lag.
+pub async fn lake(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let status = sediment_engine::status::status(state.service.lake()).await.map_err(|e| {
+        tracing::error!(error = %e, "lake status failed");
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, "could not read the lake; see the server log".into(), "InternalError")
+    })?;
+    let mut body = serde_json::to_value(&status).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "InternalError"))?;
+    body["now"] = json!(chrono::Utc::now());
+    Ok(Json(body).into_response())
 }

@@ -1,4 +1,5 @@
-//! The HTTP server: Athena API at `/`, REST under `/v1`, health and metrics.
+//! The HTTP server: Athena API at `POST /`, the console at `GET /`, REST
+//! under `/v1`, health and metrics.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::athena::{self, Executions};
+use crate::console;
 use crate::metrics::Metrics;
 use crate::rest;
 use crate::service::QueryService;
@@ -29,8 +31,12 @@ pub fn app(service: Arc<QueryService>) -> Router {
     Router::new()
         .route("/", post(athena::dispatch))
         .route("/v1/query", post(rest::query))
+        .route("/v1/lake", get(rest::lake))
         .route("/metrics", get(rest::metrics))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&state), auth))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
         .route("/health", get(rest::health))
         .with_state(state)
 }

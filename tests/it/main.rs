@@ -2,6 +2,9 @@
 //! One test binary, so DataFusion links once.
 
 mod athena;
+mod faults;
 mod ingest;
+mod lambda;
 mod pipeline;
+mod slt;
 mod support;

@@ -62,9 +62,18 @@ pub(crate) struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The whole process group: servers may have children (cargo lambda → cargo → function).
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A command in its own process group, so [`Server`] can stop its children too.
+pub(crate) fn grouped(mut cmd: Command) -> Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0);
+    cmd
 }
 
 /// A moto S3 (and Kinesis/SQS/DynamoDB) server on a free loopback port.

@@ -147,17 +147,37 @@ fn date_parse(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
             out.push(None);
             continue;
         }
-        let f = mysql_to_strftime(fmts.value(i))?.replace("%6f", "%.f").replace("%-", "%");
+        let f = mysql_to_strftime(fmts.value(i))?.replace("%6f", "%f").replace("%-", "%");
         let text = s.value(i);
-        let parsed = NaiveDateTime::parse_from_str(text, &f)
-            .ok()
-            .or_else(|| NaiveDate::parse_from_str(text, &f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)));
-        match parsed {
+        match parse_partial(text, &f) {
             Some(t) => out.push(Some(t)),
             None => return exec_err!("Invalid format: \"{text}\" does not match {:?}", fmts.value(i)),
         }
     }
     Ok(ts_array(out.into_iter(), None))
+}
+
+/// Parses with missing fields defaulted (time 00:00:00, day 1, January), as
+/// MySQL-style `date_parse` does.
+fn parse_partial(text: &str, fmt: &str) -> Option<NaiveDateTime> {
+    let mut p = chrono::format::Parsed::new();
+    chrono::format::parse(&mut p, text, chrono::format::StrftimeItems::new(fmt)).ok()?;
+    if p.hour_div_12().is_none() {
+        p.set_hour(0).ok()?;
+    }
+    if p.minute().is_none() {
+        p.set_minute(0).ok()?;
+    }
+    if p.second().is_none() {
+        p.set_second(0).ok()?;
+    }
+    if p.month().is_none() && p.ordinal().is_none() && p.isoweek().is_none() {
+        p.set_month(1).ok()?;
+    }
+    if p.day().is_none() && p.ordinal().is_none() && p.weekday().is_none() {
+        p.set_day(1).ok()?;
+    }
+    p.to_naive_datetime_with_offset(0).ok()
 }
 
 fn from_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
@@ -214,14 +234,35 @@ fn from_iso8601_date(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     Ok(Arc::new(b.finish()))
 }
 
+/// ISO 8601 text: dates as `2026-11-02`, zone-less timestamps without an
+/// offset, zoned ones with theirs (`Z` for UTC).
 fn to_iso8601(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let mut b = StringBuilder::new();
+    let zone = match &types[0] {
+        DataType::Timestamp(_, Some(z)) => Some(z.to_string()),
+        _ => None,
+    };
     let is_date = matches!(types[0], DataType::Date32 | DataType::Date64);
     for t in datetimes(&args[0])? {
-        match t {
-            Some(t) if is_date => b.append_value(t.format("%Y-%m-%d").to_string()),
-            Some(t) => b.append_value(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
-            None => b.append_null(),
+        let Some(t) = t else {
+            b.append_null();
+            continue;
+        };
+        if is_date {
+            b.append_value(t.format("%Y-%m-%d").to_string());
+        } else {
+            match zone.as_deref() {
+                None => b.append_value(t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string()),
+                Some("UTC") | Some("+00:00") => b.append_value(t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()),
+                Some(z) => match z.parse::<chrono_tz::Tz>() {
+                    // `t` is the zone's wall clock; name its offset.
+                    Ok(tz) => match t.and_local_timezone(tz).earliest() {
+                        Some(local) => b.append_value(local.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()),
+                        None => b.append_null(),
+                    },
+                    Err(_) => b.append_value(format!("{}{z}", t.format("%Y-%m-%dT%H:%M:%S%.3f"))),
+                },
+            }
         }
     }
     Ok(Arc::new(b.finish()))

@@ -91,9 +91,59 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect();
     Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(tokens)
+        .with_tokens_with_locations(parenthesize_values(tokens))
         .parse_statements()
         .map_err(|e| DataFusionError::SQL(Box::new(e), None))
+}
+
+/// Trino accepts `VALUES 1, 2, 3` (one-column rows without parentheses);
+/// sqlparser needs `VALUES (1), (2), (3)`.
+fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::TokenWithSpan;
+    let wrap = |t: Token| TokenWithSpan::wrap(t);
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        let is_values = matches!(&tokens[i].token, Token::Word(w) if w.keyword == Keyword::VALUES);
+        out.push(tokens[i].clone());
+        i += 1;
+        if !is_values {
+            continue;
+        }
+        let next = tokens[i..].iter().position(|t| !matches!(t.token, Token::Whitespace(_))).map(|p| i + p);
+        if next.is_none_or(|n| tokens[n].token == Token::LParen) {
+            continue;
+        }
+        // Wrap each top-level, comma-separated element until the list ends.
+        out.push(wrap(Token::LParen));
+        let mut depth = 0i32;
+        while i < tokens.len() {
+            let t = &tokens[i].token;
+            let ends = depth == 0
+                && (matches!(t, Token::RParen | Token::SemiColon | Token::EOF)
+                    || matches!(t, Token::Word(w) if matches!(w.keyword, Keyword::AS | Keyword::ORDER | Keyword::LIMIT | Keyword::UNION | Keyword::OFFSET | Keyword::FETCH)));
+            if ends {
+                break;
+            }
+            match t {
+                Token::LParen => depth += 1,
+                Token::RParen => depth -= 1,
+                Token::Comma if depth == 0 => {
+                    out.push(wrap(Token::RParen));
+                    out.push(tokens[i].clone());
+                    out.push(wrap(Token::LParen));
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(tokens[i].clone());
+            i += 1;
+        }
+        out.push(wrap(Token::RParen));
+    }
+    out
 }
 
 /// Parses one expression (for rewrites built from text).
@@ -330,6 +380,31 @@ impl VisitorMut for Rewriter {
                 Ok(r) => r,
                 Err(e) => return ControlFlow::Break(e),
             },
+            // SUBSTR/SUBSTRING syntax is planned by DataFusion's own planner;
+            // a plain call reaches the registry, where Trino's `substr` is.
+            Expr::Substring { expr: inner, substring_from, substring_for, .. } => {
+                let mut a = vec![(**inner).clone()];
+                a.push(substring_from.as_deref().cloned().unwrap_or_else(|| Expr::value(Value::Number("1".into(), false))));
+                if let Some(f) = substring_for {
+                    a.push((**f).clone());
+                }
+                Some(call("substr", a))
+            }
+            // A timestamp literal's precision is its number of fraction digits.
+            Expr::TypedString(ts) if matches!(ts.data_type, SqlType::Timestamp(None, _)) => {
+                let text = ts.value.clone().into_string().unwrap_or_default();
+                let digits = text.split_once('.').map(|(_, f)| f.chars().take_while(char::is_ascii_digit).count()).unwrap_or(0);
+                let p = match digits {
+                    0 => 0,
+                    1..=3 => 3,
+                    4..=6 => 6,
+                    _ => 9,
+                };
+                if let SqlType::Timestamp(_, tz) = &ts.data_type {
+                    ts.data_type = SqlType::Timestamp(Some(p), tz.clone());
+                }
+                None
+            }
             Expr::AtTimeZone { timestamp, time_zone } => Some(call("__at_timezone", vec![(**timestamp).clone(), (**time_zone).clone()])),
             Expr::Extract { field, expr: inner, .. } => {
                 let f = match field {

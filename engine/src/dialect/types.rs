@@ -115,7 +115,11 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
         _ => {
             let opts = FormatOptions::default().with_null("");
             match ArrayFormatter::try_new(a.as_ref(), &opts) {
-                Ok(fmt) => (0..n).map(|i| if a.is_null(i) { None } else { Some(fmt.value(i).to_string()) }).collect(),
+                Ok(fmt) => {
+                    // Logical nulls: a NullArray (`SELECT NULL`) has no null buffer.
+                    let nulls = a.logical_nulls();
+                    (0..n).map(|i| if nulls.as_ref().is_some_and(|b| b.is_null(i)) { None } else { Some(fmt.value(i).to_string()) }).collect()
+                }
                 Err(_) => vec![None; n],
             }
         }
