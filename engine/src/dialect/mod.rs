@@ -445,6 +445,15 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<String> {
+        if let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() {
+            let mut renames = Vec::new();
+            if let Err(e) = lateral_unnest(select, &mut renames) {
+                return ControlFlow::Break(e);
+            }
+            if !renames.is_empty() {
+                let _ = q.visit(&mut Requalify(renames));
+            }
+        }
         if let Some(fetch) = q.fetch.take() {
             if fetch.percent || fetch.with_ties {
                 return ControlFlow::Break("FETCH … PERCENT / WITH TIES is not supported".into());
@@ -460,6 +469,17 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
+        // `FROM UNNEST(a) WITH ORDINALITY AS t(x, n)`: zip with 1..cardinality(a).
+        if let TableFactor::UNNEST { array_exprs, with_ordinality, .. } = t
+            && *with_ordinality
+            && let Some(first) = array_exprs.first()
+        {
+            match parse_expr(&format!("generate_series(1, cardinality({first}))")) {
+                Ok(e) => array_exprs.push(e),
+                Err(e) => return ControlFlow::Break(e),
+            }
+            *with_ordinality = false;
+        }
         if let TableFactor::Table { name, alias, sample, .. } = t
             && let Some(kind) = sample.take()
         {
@@ -476,6 +496,72 @@ impl VisitorMut for Rewriter {
                 name.0.last().and_then(|p| p.as_ident().cloned()).map(|i| sqlparser::ast::TableAlias { name: i, columns: vec![], explicit: true, at: None })
             });
             *t = TableFactor::Derived { lateral: false, subquery: Box::new(sub), alias, sample: None };
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Trino's lateral unnest, `FROM t CROSS JOIN UNNEST(t.a, …) [WITH ORDINALITY]
+/// AS u(x, …[, n])` (or `FROM t, UNNEST(…)`), which DataFusion cannot plan
+/// (outer references), becomes DataFusion's select-list unnest:
+/// `FROM (SELECT t.*, unnest(t.a) AS x, … FROM t) AS t`, and `u.x` becomes
+/// `t.x`. Several arrays are zipped, as in Trino; rows whose arrays are empty
+/// or NULL produce nothing, as in Trino's CROSS JOIN.
+fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String, String)>) -> Result<(), String> {
+    use sqlparser::ast::{Join, JoinOperator, TableAlias, TableWithJoins};
+    // The comma form: `FROM t, UNNEST(…)` is a cross join.
+    if select.from.len() == 2 && select.from[0].joins.is_empty() && matches!(select.from[1].relation, TableFactor::UNNEST { .. }) && select.from[1].joins.is_empty() {
+        let unnest = select.from.remove(1).relation;
+        select.from[0].joins.push(Join { relation: unnest, global: false, join_operator: JoinOperator::CrossJoin(sqlparser::ast::JoinConstraint::None) });
+    }
+    for twj in select.from.iter_mut() {
+        let TableWithJoins { relation, joins } = twj;
+        let Some(Join { relation: TableFactor::UNNEST { alias: Some(ualias), array_exprs, with_offset: false, with_ordinality, .. }, join_operator, .. }) = joins.first() else { continue };
+        if !matches!(join_operator, JoinOperator::CrossJoin(_)) {
+            continue;
+        }
+        let left = match relation {
+            TableFactor::Table { name, alias, .. } => alias.as_ref().map(|a| a.name.clone()).or_else(|| name.0.last().and_then(|p| p.as_ident().cloned())),
+            TableFactor::Derived { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
+            _ => None,
+        };
+        let Some(left) = left else { continue };
+        let want = array_exprs.len() + usize::from(*with_ordinality);
+        if ualias.columns.len() != want {
+            return Err(format!(
+                "UNNEST AS {}(…) needs {want} column name(s): one per array{}",
+                ualias.name,
+                if *with_ordinality { " and one for WITH ORDINALITY" } else { "" }
+            ));
+        }
+        let mut items: Vec<String> = array_exprs.iter().zip(&ualias.columns).map(|(e, c)| format!("unnest({e}) AS {}", c.name)).collect();
+        if *with_ordinality {
+            let longest = if array_exprs.len() == 1 {
+                format!("cardinality({})", array_exprs[0])
+            } else {
+                format!("greatest({})", array_exprs.iter().map(|e| format!("cardinality({e})")).collect::<Vec<_>>().join(", "))
+            };
+            items.push(format!("unnest(generate_series(1, {longest})) AS {}", ualias.columns[want - 1].name));
+        }
+        let sub = parse_query(&format!("SELECT {left}.*, {} FROM {relation}", items.join(", ")))?;
+        renames.push((ualias.name.value.to_lowercase(), left.value.clone()));
+        *relation = TableFactor::Derived { lateral: false, subquery: Box::new(sub), alias: Some(TableAlias { explicit: true, name: left, columns: vec![], at: None }), sample: None };
+        joins.remove(0);
+    }
+    Ok(())
+}
+
+/// Points `u.x` at the relation that now holds the unnested columns.
+struct Requalify(Vec<(String, String)>);
+
+impl VisitorMut for Requalify {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() == 2
+            && let Some((_, to)) = self.0.iter().find(|(from, _)| parts[0].value.eq_ignore_ascii_case(from))
+        {
+            parts[0] = sqlparser::ast::Ident::new(to.clone());
         }
         ControlFlow::Continue(())
     }
