@@ -65,8 +65,12 @@ pub struct Settings {
 impl Settings {
     /// A fresh DataFusion session bounded by the compaction memory limit.
     pub fn session(&self, lake: &Lake) -> Result<datafusion::prelude::SessionContext> {
+        // One partition: the dedup window then needs no hash repartition,
+        // whose buffers cannot spill and starved the sort's merge under a
+        // small memory limit; the output is one sorted stream anyway.
         let opts = SessionOptions {
             memory_limit: (self.compaction.memory_limit_mb as usize) << 20,
+            target_partitions: 1,
             ..Default::default()
         };
         let ctx = session(lake, &opts)?;
