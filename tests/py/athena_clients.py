@@ -6,7 +6,6 @@ usage: athena_clients.py ENDPOINT LAKE_DIR EVENTS.ndjson
 import json
 import os
 import sys
-import time
 import urllib.request
 from collections import Counter
 from datetime import datetime, timezone
@@ -16,6 +15,7 @@ from pyathena import connect
 
 sys.path.insert(0, os.path.dirname(__file__))
 from check_raw import parse  # noqa: E402
+import athena_helpers  # noqa: E402
 
 endpoint, lake_dir, events_path = sys.argv[1], sys.argv[2], sys.argv[3]
 problems = []
@@ -31,27 +31,11 @@ athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1",
 
 
 def run(sql, **kw):
-    qid = athena.start_query_execution(QueryString=sql, QueryExecutionContext={"Database": "default"}, **kw)["QueryExecutionId"]
-    for _ in range(600):
-        q = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if q["Status"]["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            return qid, q
-        time.sleep(0.05)
-    raise RuntimeError(f"{sql} did not finish")
+    return athena_helpers.run(athena, sql, **kw)
 
 
 def results(qid, page=1000):
-    rows, token, meta = [], None, None
-    while True:
-        kw = {"QueryExecutionId": qid, "MaxResults": page}
-        if token:
-            kw["NextToken"] = token
-        r = athena.get_query_results(**kw)
-        meta = meta or r["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
-        rows += [[d.get("VarCharValue") for d in row["Data"]] for row in r["ResultSet"]["Rows"]]
-        token = r.get("NextToken")
-        if not token:
-            return meta, rows
+    return athena_helpers.results(athena, qid, page)
 
 
 # Expected answers from the NDJSON alone.

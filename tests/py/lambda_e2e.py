@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -18,6 +17,7 @@ import duckdb
 
 sys.path.insert(0, os.path.dirname(__file__))
 from check_raw import parse  # noqa: E402
+import athena_helpers  # noqa: E402
 
 endpoint, lake_url, events_path, past_day = sys.argv[1:5]
 problems = []
@@ -33,25 +33,10 @@ athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1",
 
 
 def sql(q):
-    qid = athena.start_query_execution(QueryString=q, QueryExecutionContext={"Database": "default"},
-                                       WorkGroup="primary")["QueryExecutionId"]
-    for _ in range(1200):
-        e = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if e["Status"]["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            break
-        time.sleep(0.05)
+    qid, e = athena_helpers.run(athena, q, polls=1200, WorkGroup="primary")
     if e["Status"]["State"] != "SUCCEEDED":
         raise RuntimeError(f"{q}: {e['Status']}")
-    rows, token = [], None
-    while True:
-        kw = {"QueryExecutionId": qid, "MaxResults": 1000}
-        if token:
-            kw["NextToken"] = token
-        r = athena.get_query_results(**kw)
-        rows += [[d.get("VarCharValue") for d in row["Data"]] for row in r["ResultSet"]["Rows"]]
-        token = r.get("NextToken")
-        if not token:
-            return rows[1:]
+    return athena_helpers.results(athena, qid)[1][1:]
 
 
 # The source of truth: every line as generated, valid ones deduplicated.
