@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Analytics read models on S3: ingest events, compact them into Delta Lake
 /// tables and daily snapshots, and query them with Athena-style SQL.
 #[derive(Debug, Parser)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::NaiveDate;
+use datafusion::functions::crypto::expr_fn::md5;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, cast, col, lit};
 use datafusion::prelude::SessionContext;
@@ -134,7 +135,9 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
             col(SOURCE).sort(true, false),
             col(EVENT_TYPE).sort(true, false),
             col(AGGREGATE_ID).sort(true, false),
-            col(PAYLOAD).sort(true, false),
+            // A digest, not the payload itself: the sort keys are row-encoded
+            // in memory and spilled runs, and payloads are the widest column.
+            md5(col(PAYLOAD)).sort(true, false),
         ])
         .build()?
         .alias("__rn");

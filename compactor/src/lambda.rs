@@ -68,10 +68,19 @@ pub async fn handle(compactor: &Compactor, event: &Value) -> Result<Value, Error
 
 /// The compactor named by `SEDIMENT_LAKE` / `SEDIMENT_CONFIG` (a path).
 pub fn from_env() -> Result<Compactor, String> {
-    let config = match std::env::var("SEDIMENT_CONFIG") {
+    let mut config = match std::env::var("SEDIMENT_CONFIG") {
         Ok(p) if !p.is_empty() => Config::load(std::path::Path::new(&p)).map_err(|e| e.to_string())?,
         _ => Config::default(),
     };
+    // Never plan for more memory than the function has (90% of it: the
+    // runtime and the kernel's page cache for spill files need the rest).
+    if let Some(mb) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse::<u64>().ok()) {
+        let cap = (mb * 9 / 10).max(sediment_lake::config::MIN_COMPACTION_MEMORY_MB);
+        if config.compaction.memory_limit_mb > cap {
+            tracing::warn!(configured = config.compaction.memory_limit_mb, function_mb = mb, used = cap, "compaction.memory_limit_mb exceeds the function's memory; lowered");
+            config.compaction.memory_limit_mb = cap;
+        }
+    }
     let url = config.lake_url(std::env::var("SEDIMENT_LAKE").ok().as_deref());
     let lake = Lake::open(&url).map_err(|e| e.to_string())?;
     Ok(Compactor::new(lake, config))

@@ -56,6 +56,17 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What the compactor process needs besides DataFusion's memory pool (the
+/// runtime, merge cursors and read-ahead of spilled runs, the Parquet writer,
+/// upload buffers, allocator slack), in MiB; the pool gets half of the rest.
+/// Measured with `bench/memory` (ADR 0005).
+pub const PROCESS_RESERVE_MB: u64 = 128;
+
+/// The DataFusion memory pool for a compaction memory limit, in bytes.
+pub fn pool_bytes(memory_limit_mb: u64) -> usize {
+    (memory_limit_mb.saturating_sub(PROCESS_RESERVE_MB) as usize / 2) << 20
+}
+
 /// Tuning that every step of a run shares.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -68,10 +79,15 @@ impl Settings {
         // One partition: the dedup window then needs no hash repartition,
         // whose buffers cannot spill and starved the sort's merge under a
         // small memory limit; the output is one sorted stream anyway.
+        //
+        // The limit bounds the process, not only DataFusion's pool: the
+        // merge of spilled runs, the Parquet reader and writer, the object
+        // store's upload buffers and the allocator's slack are outside the
+        // pool's accounting, so the pool gets only part of the limit.
         let opts = SessionOptions {
-            memory_limit: (self.compaction.memory_limit_mb as usize) << 20,
+            memory_limit: pool_bytes(self.compaction.memory_limit_mb),
             target_partitions: 1,
-            ..Default::default()
+            batch_size: 4096,
         };
         let ctx = session(lake, &opts)?;
         sediment_engine::dialect::register(&ctx);

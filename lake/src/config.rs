@@ -94,8 +94,9 @@ pub struct CompactionSection {
     /// Rows per Parquet row group in curated files.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    /// Memory the compactor may use for sorting and deduplication, in MiB
-    /// (larger days spill to local disk).
+    /// The compactor's peak resident memory, in MiB (at least
+    /// [`MIN_COMPACTION_MEMORY_MB`]); a day larger than it spills its sorts
+    /// to local disk.
     #[serde(default = "default_compaction_memory_mb")]
     pub memory_limit_mb: u64,
     /// How long after midnight UTC a day counts as closed for scheduled runs.
@@ -169,6 +170,9 @@ fn default_target_file_mb() -> u64 {
 fn default_row_group_rows() -> usize {
     128 * 1024
 }
+/// The smallest `compaction.memory_limit_mb` a run accepts.
+pub const MIN_COMPACTION_MEMORY_MB: u64 = 256;
+
 fn default_compaction_memory_mb() -> u64 {
     1024
 }
@@ -425,6 +429,11 @@ impl Config {
             if v.sql.trim().is_empty() {
                 return Err(Error::Invalid(format!("view {:?} has no SQL", v.name)));
             }
+        }
+        if self.compaction.memory_limit_mb < MIN_COMPACTION_MEMORY_MB {
+            return Err(Error::Invalid(format!(
+                "compaction.memory_limit_mb must be at least {MIN_COMPACTION_MEMORY_MB}: below that the process's fixed buffers leave the sorts too little to spill with"
+            )));
         }
         if self.compaction.target_file_mb == 0 || self.compaction.row_group_rows == 0 {
             return Err(Error::Invalid("compaction.target_file_mb and row_group_rows must be positive".into()));

@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod paths;
 pub mod schema;
 pub mod storage;
+pub mod telemetry;
 
 pub use config::Config;
 pub use envelope::Envelope;

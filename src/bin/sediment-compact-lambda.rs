@@ -3,15 +3,12 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .without_time()
-        .with_current_span(false)
-        .init();
+    sediment_lake::telemetry::init_lambda_tracing();
     let compactor: &'static _ = Box::leak(Box::new(sediment_compactor::lambda::from_env().map_err(Error::from)?));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         sediment_compactor::lambda::handle(compactor, &event.payload).await.map_err(Error::from)

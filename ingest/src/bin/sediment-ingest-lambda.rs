@@ -5,13 +5,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_target(false)
-        .without_time()
-        .with_current_span(false)
-        .init();
+    sediment_lake::telemetry::init_lambda_tracing();
     let (ingestor, mapping) = sediment_ingest::lambda::from_env().map_err(Error::from)?;
     let function = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sediment-ingest".into());
     // Lives for the whole process; leaking gives the handler plain references.
