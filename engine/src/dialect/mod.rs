@@ -652,7 +652,7 @@ impl VisitorMut for Rewriter {
                 return ControlFlow::Break(e);
             }
             if !renames.is_empty() {
-                let _ = q.visit(&mut Requalify(renames));
+                let _ = q.visit(&mut Requalify::new(renames));
             }
         }
         if let Some(fetch) = q.fetch.take() {
@@ -843,18 +843,63 @@ fn lateral_unnest(
     Ok(())
 }
 
-/// Points `u.x` at the relation that now holds the unnested columns.
-struct Requalify(Vec<(String, String)>);
+/// Points `u.x` at the relation that now holds the unnested columns, in the
+/// rewritten query and in subqueries that do not bind `u` themselves.
+struct Requalify {
+    renames: Vec<(String, String)>,
+    /// Per query being visited: the aliases its own FROM binds (the first
+    /// entry is the rewritten query, whose FROM no longer binds them).
+    scopes: Vec<Vec<String>>,
+}
+
+impl Requalify {
+    fn new(renames: Vec<(String, String)>) -> Self {
+        Self { renames, scopes: Vec::new() }
+    }
+
+    fn shadowed(&self, alias: &str) -> bool {
+        self.scopes.iter().skip(1).any(|s| s.iter().any(|a| a.eq_ignore_ascii_case(alias)))
+    }
+}
+
+/// The names a query's FROM clause binds (aliases, or bare table names).
+fn bound_names(q: &Query) -> Vec<String> {
+    let sqlparser::ast::SetExpr::Select(select) = q.body.as_ref() else { return Vec::new() };
+    let factor_name = |t: &TableFactor| -> Option<String> {
+        match t {
+            TableFactor::Table { alias: Some(a), .. }
+            | TableFactor::Derived { alias: Some(a), .. }
+            | TableFactor::UNNEST { alias: Some(a), .. }
+            | TableFactor::Function { alias: Some(a), .. } => Some(a.name.value.clone()),
+            TableFactor::Table { name, alias: None, .. } => name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()),
+            _ => None,
+        }
+    };
+    select
+        .from
+        .iter()
+        .flat_map(|twj| std::iter::once(&twj.relation).chain(twj.joins.iter().map(|j| &j.relation)))
+        .filter_map(factor_name)
+        .collect()
+}
 
 impl VisitorMut for Requalify {
     type Break = ();
+    fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<()> {
+        self.scopes.push(bound_names(q));
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+        self.scopes.pop();
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         if let Expr::CompoundIdentifier(parts) = expr
             && parts.len() == 2
-            && let Some((_, to)) = self
-                .0
-                .iter()
-                .find(|(from, _)| parts[0].value.eq_ignore_ascii_case(from))
+            && let Some((from, to)) = self.renames.iter().find(|(from, _)| parts[0].value.eq_ignore_ascii_case(from))
+            && !self.shadowed(from)
         {
             parts[0] = sqlparser::ast::Ident::new(to.clone());
         }
