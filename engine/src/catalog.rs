@@ -91,7 +91,7 @@ impl LakeCatalog {
 
     /// Files of a derived table's snapshot by partition day.
     async fn derived_files(&self, name: &str, partition: &str) -> Result<BTreeMap<NaiveDate, Vec<SnapshotFile>>> {
-        let Some(table) = delta::open(&self.lake, name).await.map_err(external)? else { return Ok(BTreeMap::new()) };
+        let Some(table) = self.manifests.tables.latest(&self.lake, name).await.map_err(external)? else { return Ok(BTreeMap::new()) };
         let mut out: BTreeMap<NaiveDate, Vec<SnapshotFile>> = BTreeMap::new();
         for f in delta::snapshot_files(&table).map_err(external)? {
             if let Some(d) = f.partition_values.get(partition).and_then(|v| v.as_deref()).and_then(|v| v.parse().ok()) {
@@ -139,7 +139,7 @@ impl SchemaProvider for LakeSchema {
         }
         for v in &c.config.views {
             if name == v.name {
-                let Some(table) = delta::open(&c.lake, &v.name).await.map_err(external)? else { return Ok(None) };
+                let Some(table) = c.manifests.tables.latest(&c.lake, &v.name).await.map_err(external)? else { return Ok(None) };
                 let state = table.snapshot().map_err(external)?;
                 let arrow = state.snapshot().arrow_schema();
                 let file_schema =

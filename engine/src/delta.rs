@@ -5,7 +5,7 @@
 //! serves raw files, Delta tables and manifests alike.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 
 use arrow::datatypes::SchemaRef;
 use deltalake::kernel::StructType;
@@ -73,6 +73,37 @@ pub async fn open(lake: &Lake, name: &str) -> Result<Option<DeltaTable>> {
         Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => Ok(None),
         Err(e) if is_missing(&e) => Ok(None),
         Err(source) => Err(Error::Delta { table: name.to_owned(), source }),
+    }
+}
+
+/// Loaded tables kept between queries: bringing one up to date reads only
+/// the commits added since (no new commit: one LIST of the log).
+#[derive(Debug, Default)]
+pub struct TableCache(Mutex<HashMap<String, DeltaTable>>);
+
+impl TableCache {
+    /// The latest version of a table, as [`open`] gives it.
+    pub async fn latest(&self, lake: &Lake, name: &str) -> Result<Option<DeltaTable>> {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
+        let table = match cached {
+            Some(mut t) => match t.update_state().await {
+                Ok(()) => t,
+                // Gone or rewritten underneath (a fresh lake at the same URL): start over.
+                Err(_) => {
+                    self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+                    match open(lake, name).await? {
+                        Some(t) => t,
+                        None => return Ok(None),
+                    }
+                }
+            },
+            None => match open(lake, name).await? {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), table.clone());
+        Ok(Some(table))
     }
 }
 

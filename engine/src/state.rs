@@ -91,10 +91,12 @@ impl EventsState {
     }
 }
 
-/// Immutable manifests, cached by key.
+/// Immutable manifests, cached by key, and the last loaded snapshot of each
+/// Delta table (brought up to date on every use).
 #[derive(Debug, Default)]
 pub struct ManifestCache {
     entries: Mutex<HashMap<String, Arc<ManifestV1>>>,
+    pub tables: delta::TableCache,
 }
 
 impl ManifestCache {
@@ -197,7 +199,7 @@ pub async fn curated_days(
 pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(NaiveDate) -> bool + Send + Sync)) -> Result<EventsState> {
     let days: Vec<NaiveDate> = raw_days(lake).await?.into_iter().filter(|d| keep(*d)).collect();
     let raw = list_raw(lake, &days).await?;
-    let Some(table) = delta::open(lake, EVENTS_TABLE).await? else {
+    let Some(table) = cache.tables.latest(lake, EVENTS_TABLE).await? else {
         return Ok(EventsState { version: None, curated: BTreeMap::new(), raw });
     };
     let files = delta::snapshot_files(&table)?;

@@ -7,6 +7,7 @@
 //! transient errors with exponential backoff.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
@@ -58,6 +59,7 @@ pub enum Created {
 pub struct Lake {
     url: String,
     store: Arc<dyn ObjectStore>,
+    requests: Arc<Requests>,
 }
 
 static MEMORY: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
@@ -70,7 +72,9 @@ impl Lake {
 
     /// A lake over a store built elsewhere (tests wrap stores to inject faults).
     pub fn from_store(url: &str, store: Arc<dyn ObjectStore>) -> Self {
-        Self { url: url.to_owned(), store }
+        let requests = Arc::new(Requests::default());
+        let store = Arc::new(Counted { inner: store, requests: Arc::clone(&requests) });
+        Self { url: url.to_owned(), store, requests }
     }
 
     /// Like [`Lake::open`], with S3 settings (`aws_endpoint`, `aws_access_key_id`, …)
@@ -117,12 +121,17 @@ impl Lake {
             let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| Error::Open { url: url.to_owned(), source })?;
             Arc::new(SortedListing(Arc::new(local)))
         };
-        Ok(Self { url: url.to_owned(), store })
+        Ok(Self::from_store(url, store))
     }
 
     /// The URL the lake was opened with.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// Store requests made through this lake (and its clones) so far.
+    pub fn requests(&self) -> RequestCounts {
+        self.requests.snapshot()
     }
 
     /// The store, rooted at the lake prefix: keys are lake-relative.
@@ -277,6 +286,127 @@ impl ObjectStore for SortedListing {
     }
 }
 
+/// Store requests by kind, as S3 bills them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RequestCounts {
+    /// GETs, ranged reads included (ranges less than 1 MiB apart count once,
+    /// as the S3 client coalesces them).
+    pub get: u64,
+    pub head: u64,
+    pub list: u64,
+    /// PUTs, multipart uploads counted once each.
+    pub put: u64,
+    pub delete: u64,
+}
+
+#[derive(Debug, Default)]
+struct Requests {
+    get: AtomicU64,
+    head: AtomicU64,
+    list: AtomicU64,
+    put: AtomicU64,
+    delete: AtomicU64,
+}
+
+impl Requests {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> RequestCounts {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RequestCounts { get: r(&self.get), head: r(&self.head), list: r(&self.list), put: r(&self.put), delete: r(&self.delete) }
+    }
+}
+
+/// Ranges a ranged read fetches with, merged where less than 1 MiB apart.
+fn coalesced(ranges: &[std::ops::Range<u64>]) -> u64 {
+    let mut sorted: Vec<_> = ranges.to_vec();
+    sorted.sort_by_key(|r| r.start);
+    let mut count = 0;
+    let mut end: Option<u64> = None;
+    for r in sorted {
+        match end {
+            Some(e) if r.start <= e.saturating_add(1 << 20) => end = Some(e.max(r.end)),
+            _ => {
+                count += 1;
+                end = Some(r.end);
+            }
+        }
+    }
+    count
+}
+
+/// Counts the requests made through it (`/metrics`, benchmarks).
+#[derive(Debug)]
+struct Counted {
+    inner: Arc<dyn ObjectStore>,
+    requests: Arc<Requests>,
+}
+
+impl std::fmt::Display for Counted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Counted {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<object_store::PutResult> {
+        Requests::add(&self.requests.put, 1);
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        Requests::add(&self.requests.put, 1);
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+        Requests::add(if options.head { &self.requests.head } else { &self.requests.get }, 1);
+        self.inner.get_opts(location, options).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        Requests::add(&self.requests.get, coalesced(ranges));
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        let requests = Arc::clone(&self.requests);
+        self.inner.delete_stream(locations.inspect(move |_| Requests::add(&requests.delete, 1)).boxed())
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        Requests::add(&self.requests.list, 1);
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        Requests::add(&self.requests.list, 1);
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        Requests::add(&self.requests.list, 1);
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        Requests::add(&self.requests.put, 1);
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        Requests::add(&self.requests.put, 1);
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
 fn with_prefix(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
     let prefix = prefix.trim_matches('/');
     if prefix.is_empty() { store } else { Arc::new(PrefixStore::new(store, prefix)) }
@@ -316,6 +446,22 @@ mod tests {
         lake.check_conditional_writes().await.unwrap();
         assert_eq!(lake.list_dirs("a").await.unwrap(), Vec::<String>::new());
         assert_eq!(lake.list("a").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_kind() {
+        let lake = Lake::open("memory://count-test").unwrap();
+        lake.put("d/a", Bytes::from(vec![0u8; 3 << 20])).await.unwrap();
+        lake.get("d/a").await.unwrap();
+        assert!(lake.get_opt("d/missing").await.unwrap().is_none());
+        lake.list("d").await.unwrap();
+        lake.list_dirs("").await.unwrap();
+        let p = Path::from("d/a");
+        // Two ranges 1 MiB apart or less are one request; a third far off is another.
+        lake.store().get_ranges(&p, &[0..10, 100..200, (3 << 20) - 10..(3 << 20)]).await.unwrap();
+        lake.store().head(&p).await.unwrap();
+        lake.delete("d/a").await.unwrap();
+        assert_eq!(lake.clone().requests(), RequestCounts { get: 4, head: 1, list: 2, put: 1, delete: 1 });
     }
 
     #[test]

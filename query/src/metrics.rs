@@ -41,7 +41,7 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self) -> String {
+    pub fn render(&self, requests: sediment_lake::storage::RequestCounts) -> String {
         let m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         out.push_str("# HELP sediment_queries_total Queries run.\n# TYPE sediment_queries_total counter\n");
@@ -61,6 +61,10 @@ impl Metrics {
         out.push_str(&format!("sediment_query_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", m.queries));
         out.push_str(&format!("sediment_query_duration_seconds_sum {}\n", m.sum_seconds));
         out.push_str(&format!("sediment_query_duration_seconds_count {}\n", m.queries));
+        out.push_str("# HELP sediment_object_store_requests_total Requests to the lake's object store, by kind.\n# TYPE sediment_object_store_requests_total counter\n");
+        for (op, n) in [("get", requests.get), ("head", requests.head), ("list", requests.list), ("put", requests.put), ("delete", requests.delete)] {
+            out.push_str(&format!("sediment_object_store_requests_total{{op=\"{op}\"}} {n}\n"));
+        }
         out
     }
 }

@@ -49,7 +49,7 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.service.lake().requests())).into_response()
 }
 
 pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
