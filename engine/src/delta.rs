@@ -85,25 +85,22 @@ impl TableCache {
     /// The latest version of a table, as [`open`] gives it.
     pub async fn latest(&self, lake: &Lake, name: &str) -> Result<Option<DeltaTable>> {
         let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        let table = match cached {
-            Some(mut t) => match t.update_state().await {
-                Ok(()) => t,
-                // Gone or rewritten underneath (a fresh lake at the same URL): start over.
-                Err(_) => {
-                    self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-                    match open(lake, name).await? {
-                        Some(t) => t,
-                        None => return Ok(None),
-                    }
-                }
-            },
-            None => match open(lake, name).await? {
-                Some(t) => t,
-                None => return Ok(None),
-            },
+        // A table gone or rewritten underneath (a fresh lake at the same
+        // URL) fails to update: load it afresh.
+        let updated = match cached {
+            Some(mut t) => t.update_state().await.ok().map(|()| t),
+            None => None,
         };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), table.clone());
-        Ok(Some(table))
+        let table = match updated {
+            Some(t) => Some(t),
+            None => open(lake, name).await?,
+        };
+        let mut tables = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &table {
+            Some(t) => tables.insert(name.to_owned(), t.clone()),
+            None => tables.remove(name),
+        };
+        Ok(table)
     }
 }
 
