@@ -8,7 +8,8 @@ use arrow::array::{Array, ArrayRef, BooleanBuilder, Int64Builder, StringArray, S
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::ScalarUDF;
-use sediment_lake::jsonpath::JsonPath;
+use jiter::{Jiter, Peek};
+use sediment_lake::jsonpath::{JsonPath, Step};
 use serde_json::Value;
 
 use super::udf::{any, ret_bool, ret_i64, ret_utf8, udf};
@@ -18,8 +19,60 @@ pub(crate) fn strings(a: &ArrayRef) -> Result<StringArray> {
     Ok(c.as_any().downcast_ref::<StringArray>().cloned().unwrap_or_else(|| StringArray::from(vec![None::<&str>; a.len()])))
 }
 
-/// Applies `f` to (json value, compiled path) per row; paths are compiled once per distinct text.
-fn with_path<B>(args: &[ArrayRef], mut builder: B, mut f: impl FnMut(&mut B, Option<&Value>)) -> Result<B> {
+/// Positions `j` on the value `steps` lead to, without consuming it.
+///
+/// Navigation is lazy, as Trino's is: members and elements before the target
+/// are skipped, not built, and nothing after it is read. So the first of
+/// duplicate member names wins, and a document malformed only after the
+/// target still yields it. `None`: the path is absent, or the text is not
+/// JSON up to the target.
+fn locate(j: &mut Jiter<'_>, steps: &[Step]) -> Option<Peek> {
+    let mut peek = j.peek().ok()?;
+    for step in steps {
+        peek = match step {
+            Step::Key(want) => {
+                if peek != Peek::Object {
+                    return None;
+                }
+                let mut found = j.known_object().ok()?.map(|k| k == want);
+                loop {
+                    match found {
+                        None => return None,
+                        Some(true) => break j.peek().ok()?,
+                        Some(false) => {
+                            j.next_skip().ok()?;
+                            found = j.next_key().ok()?.map(|k| k == want);
+                        }
+                    }
+                }
+            }
+            Step::Index(i) => {
+                if peek != Peek::Array {
+                    return None;
+                }
+                let mut p = j.known_array().ok()??;
+                for _ in 0..*i {
+                    j.known_skip(p).ok()?;
+                    p = j.array_step().ok()??;
+                }
+                p
+            }
+        };
+    }
+    Some(peek)
+}
+
+/// The text of the value `j` is positioned on (after [`locate`]).
+fn value_text<'j>(j: &mut Jiter<'j>, data: &'j str, peek: Peek) -> Option<&'j str> {
+    let start = j.current_index();
+    j.known_skip(peek).ok()?;
+    data.get(start..j.current_index())
+}
+
+/// Applies `f` to (json text, compiled path) per row: `f` gets a parser
+/// positioned on the value at the path, its text, and its first byte.
+/// Paths are compiled once per distinct text.
+fn with_path<B>(args: &[ArrayRef], mut builder: B, mut f: impl for<'j> FnMut(&mut B, Option<(&mut Jiter<'j>, &'j str, Peek)>)) -> Result<B> {
     let json = strings(&args[0])?;
     let paths = strings(&args[1])?;
     let mut cached: Option<(String, JsonPath)> = None;
@@ -36,29 +89,48 @@ fn with_path<B>(args: &[ArrayRef], mut builder: B, mut f: impl FnMut(&mut B, Opt
             };
             cached = Some((p.to_owned(), compiled));
         }
-        let parsed: Option<Value> = serde_json::from_str(json.value(i)).ok();
-        let found = match (&parsed, &cached) {
-            (Some(v), Some((_, path))) => path.find(v),
-            _ => None,
-        };
-        f(&mut builder, found);
+        let Some((_, path)) = &cached else { unreachable!("compiled above") };
+        let text = json.value(i);
+        let mut j = Jiter::new(text.as_bytes());
+        match locate(&mut j, path.steps()) {
+            Some(peek) => f(&mut builder, Some((&mut j, text, peek))),
+            None => f(&mut builder, None),
+        }
     }
     Ok(builder)
 }
 
+/// The value at the path, built as a tree (for results that are JSON text).
+fn located_value<'j>(found: Option<(&mut Jiter<'j>, &'j str, Peek)>) -> Option<Value> {
+    let (j, text, peek) = found?;
+    serde_json::from_str(value_text(j, text, peek)?).ok()
+}
+
 fn extract_scalar(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
-    let b = with_path(args, StringBuilder::new(), |b, v| match v {
-        Some(Value::String(s)) => b.append_value(s),
-        Some(Value::Number(n)) => b.append_value(n.to_string()),
-        Some(Value::Bool(x)) => b.append_value(if *x { "true" } else { "false" }),
-        _ => b.append_null(),
+    let mut b = with_path(args, StringBuilder::new(), |b, found| {
+        let Some((j, _, peek)) = found else { return b.append_null() };
+        match peek {
+            Peek::String => match j.known_str() {
+                Ok(s) => b.append_value(s),
+                Err(_) => b.append_null(),
+            },
+            Peek::True | Peek::False => match j.known_bool(peek) {
+                Ok(x) => b.append_value(if x { "true" } else { "false" }),
+                Err(_) => b.append_null(),
+            },
+            // Numbers print as serde_json prints them (`1.50` → `1.5`).
+            p if p.is_num() => match j.known_number_bytes(p).ok().and_then(|n| serde_json::from_slice::<serde_json::Number>(n).ok()) {
+                Some(n) => b.append_value(n.to_string()),
+                None => b.append_null(),
+            },
+            _ => b.append_null(),
+        }
     })?;
-    let mut b = b;
     Ok(Arc::new(b.finish()))
 }
 
 fn extract(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
-    let mut b = with_path(args, StringBuilder::new(), |b, v| match v {
+    let mut b = with_path(args, StringBuilder::new(), |b, found| match located_value(found) {
         Some(v) => b.append_value(v.to_string()),
         None => b.append_null(),
     })?;
@@ -66,7 +138,7 @@ fn extract(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
 }
 
 fn size(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
-    let mut b = with_path(args, Int64Builder::new(), |b, v| match v {
+    let mut b = with_path(args, Int64Builder::new(), |b, found| match located_value(found) {
         Some(Value::Array(a)) => b.append_value(a.len() as i64),
         Some(Value::Object(o)) => b.append_value(o.len() as i64),
         Some(_) => b.append_value(0),
