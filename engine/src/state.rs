@@ -124,30 +124,45 @@ pub async fn raw_days(lake: &Lake) -> Result<Vec<NaiveDate>> {
     Ok(days)
 }
 
-/// Raw files of the given days (one LIST per day, concurrently).
+/// Above this many days, raw files are found by one LIST of all of
+/// `raw/events/` (a page per 1,000 files on S3) rather than a LIST per day.
+pub const LIST_PER_DAY_UP_TO: usize = 4;
+
+fn raw_object(dt: NaiveDate, m: object_store::ObjectMeta) -> Option<RawObject> {
+    let key = m.location.to_string();
+    RawFile::parse(&key).filter(|f| f.dt == dt).map(|file| RawObject { file, key, size: m.size, last_modified: m.last_modified })
+}
+
+fn by_day(mut lists: Vec<(NaiveDate, Vec<RawObject>)>) -> BTreeMap<NaiveDate, Vec<RawObject>> {
+    for (_, objects) in &mut lists {
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    lists.into_iter().filter(|(_, o)| !o.is_empty()).collect()
+}
+
+/// Raw files of the given days: a LIST per day, concurrently, for a few
+/// days; one LIST of the whole raw prefix for more.
 pub async fn list_raw(lake: &Lake, days: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, Vec<RawObject>>> {
+    if days.len() > LIST_PER_DAY_UP_TO {
+        let wanted: BTreeSet<NaiveDate> = days.iter().copied().collect();
+        let mut lists: BTreeMap<NaiveDate, Vec<RawObject>> = BTreeMap::new();
+        for m in lake.list(&format!("{RAW_PREFIX}/")).await? {
+            let Some(dt) = RawFile::parse(m.location.as_ref()).map(|f| f.dt).filter(|d| wanted.contains(d)) else { continue };
+            if let Some(o) = raw_object(dt, m) {
+                lists.entry(dt).or_default().push(o);
+            }
+        }
+        return Ok(by_day(lists.into_iter().collect()));
+    }
     let lists: Vec<(NaiveDate, Vec<RawObject>)> = futures::stream::iter(days.iter().copied())
         .map(|dt| async move {
             let metas = lake.list(&raw_day_prefix(dt)).await?;
-            let mut objects: Vec<RawObject> = metas
-                .into_iter()
-                .filter_map(|m| {
-                    let key = m.location.to_string();
-                    RawFile::parse(&key).filter(|f| f.dt == dt).map(|file| RawObject {
-                        file,
-                        key,
-                        size: m.size,
-                        last_modified: m.last_modified,
-                    })
-                })
-                .collect();
-            objects.sort_by(|a, b| a.key.cmp(&b.key));
-            Ok::<_, Error>((dt, objects))
+            Ok::<_, Error>((dt, metas.into_iter().filter_map(|m| raw_object(dt, m)).collect()))
         })
         .buffer_unordered(16)
         .try_collect()
         .await?;
-    Ok(lists.into_iter().filter(|(_, o)| !o.is_empty()).collect())
+    Ok(by_day(lists))
 }
 
 /// Groups a table snapshot's files by `dt` and finds each day's manifest.
@@ -205,4 +220,35 @@ pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(Naiv
     let files = delta::snapshot_files(&table)?;
     let curated = curated_days(lake, cache, EVENTS_TABLE, files, keep).await?;
     Ok(EventsState { version: table.version().map(|v| v as i64), curated, raw })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// One LIST of the whole prefix finds what a LIST per day finds.
+    #[tokio::test]
+    async fn wide_listing_matches_per_day_listing() {
+        let lake = Lake::open(&format!("memory://list-raw-{}", std::process::id())).unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 9, d).unwrap();
+        for d in 1..=8 {
+            for (hour, name) in [(0, "a"), (13, "b"), (23, "c")] {
+                lake.put(&RawFile::new(day(d), hour, format!("{name}{d}")).key(), Bytes::from_static(b"x")).await.unwrap();
+            }
+        }
+        // Not raw files: ignored by both.
+        lake.put(&format!("{RAW_PREFIX}/dt=2026-09-02/hour=01/notes.txt"), Bytes::from_static(b"x")).await.unwrap();
+        let wanted: Vec<NaiveDate> = [1, 2, 3, 5, 6, 7].into_iter().map(day).collect();
+        assert!(wanted.len() > LIST_PER_DAY_UP_TO);
+        let wide = list_raw(&lake, &wanted).await.unwrap();
+        let mut per_day = BTreeMap::new();
+        for d in &wanted {
+            per_day.append(&mut list_raw(&lake, &[*d]).await.unwrap());
+        }
+        assert_eq!(wide, per_day);
+        assert_eq!(wide.len(), 6);
+        assert!(wide.values().all(|objects| objects.len() == 3));
+        assert!(!wide.contains_key(&day(4)) && !wide.contains_key(&day(8)));
+    }
 }
