@@ -176,14 +176,14 @@ async fn write_day(
 }
 
 fn curated_table(day: &CuratedDay) -> FileListTable {
-    let files = day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, partition_values: vec![] }).collect();
+    let files = day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect();
     FileListTable::new(curated_events_file_schema(), vec![], files)
 }
 
 fn files_table(name: &str, schema: SchemaRef, files: &[SnapshotFile]) -> FileListTable {
     let files = files
         .iter()
-        .map(|f| DataFile { key: format!("{}/{}", table_root(name), f.path), size: f.size, partition_values: vec![] })
+        .map(|f| DataFile { key: format!("{}/{}", table_root(name), f.path), size: f.size, num_rows: None, partition_values: vec![] })
         .collect();
     FileListTable::new(schema, vec![], files)
 }
@@ -307,7 +307,7 @@ fn strip_dt(schema: &SchemaRef) -> SchemaRef {
 /// Registers `events` as one curated day (or empty), in query types.
 fn register_events_day(ctx: &SessionContext, day: Option<&CuratedDay>) -> Result<()> {
     let files = day
-        .map(|d| d.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, partition_values: vec![] }).collect())
+        .map(|d| d.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect())
         .unwrap_or_default();
     let raw = ctx.read_table(Arc::new(FileListTable::new(curated_events_file_schema(), vec![], files)))?;
     let dt = day.map(|d| d.manifest.dt).unwrap_or_default();

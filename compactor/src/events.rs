@@ -115,10 +115,10 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
     let prev_files: Vec<DataFile> = previous
         .iter()
         .flat_map(|p| p.files.iter())
-        .map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, partition_values: vec![] })
+        .map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] })
         .collect();
     let raw_files: Vec<DataFile> =
-        new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, partition_values: vec![] }).collect();
+        new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] }).collect();
     let to_curated: Vec<_> =
         curated_schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
     let mut input = ctx.read_table(Arc::new(FileListTable::new(raw_schema(), vec![], raw_files)))?.select(to_curated.clone())?;

@@ -158,7 +158,7 @@ async fn ids(stream: datafusion::physical_plan::SendableRecordBatchStream) -> Re
 async fn check_day(lake: &Lake, settings: &Settings, state: &EventsState, dt: NaiveDate, day: &CuratedDay, pending: usize) -> Result<DayCheck> {
     let ctx = settings.session(lake)?;
     let curated_files: Vec<DataFile> =
-        day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, partition_values: vec![] }).collect();
+        day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect();
     let curated = ctx.read_table(Arc::new(FileListTable::new(curated_events_file_schema(), vec![], curated_files)))?;
     let (curated_rows, curated_ids) = ids(curated.select(vec![col("event_id")])?.execute_stream().await?).await?;
     let covered: HashSet<&str> = day.manifest.raw_files.iter().map(String::as_str).collect();
@@ -168,7 +168,7 @@ async fn check_day(lake: &Lake, settings: &Settings, state: &EventsState, dt: Na
         .into_iter()
         .flatten()
         .filter(|o| covered.contains(o.key.as_str()))
-        .map(|o| DataFile { key: o.key.clone(), size: o.size, partition_values: vec![] })
+        .map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] })
         .collect();
     let raw_files_present = present.len();
     let raw = ctx.read_table(Arc::new(FileListTable::new(raw_schema(), vec![], present)))?;

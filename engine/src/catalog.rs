@@ -179,6 +179,7 @@ impl DerivedTable {
                 fs.iter().map(move |f| DataFile {
                     key: format!("{}/{}", table_root(&self.name), f.path),
                     size: f.size,
+                    num_rows: f.num_records,
                     partition_values: vec![ScalarValue::Date32(Some(date32(*d)))],
                 })
             })

@@ -90,6 +90,7 @@ fn curated_files(state: &EventsState) -> Vec<DataFile> {
             day.files.iter().map(move |f| DataFile {
                 key: CuratedDay::key_of(f),
                 size: f.size,
+                num_rows: f.num_records,
                 partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
             })
         })
@@ -113,6 +114,7 @@ pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
             objects.iter().map(move |o| DataFile {
                 key: o.key.clone(),
                 size: o.size,
+                num_rows: None,
                 partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
             })
         })

@@ -14,7 +14,8 @@ use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNode;
-use datafusion::common::{DFSchema, Result, ScalarValue};
+use datafusion::common::stats::Precision;
+use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -38,6 +39,8 @@ pub fn lake_store_url() -> ObjectStoreUrl {
 pub struct DataFile {
     pub key: String,
     pub size: u64,
+    /// Rows, when the table's log records them (Delta `numRecords`).
+    pub num_rows: Option<usize>,
     pub partition_values: Vec<ScalarValue>,
 }
 
@@ -174,9 +177,17 @@ impl TableProvider for FileListTable {
         let format = ParquetFormat::default().with_options(options);
         let table_schema = TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(self.partition_cols.clone()).build();
         let source = format.file_source(table_schema);
+        // Exact row counts from the log answer `count(*)` without reading files.
+        let num_rows: Option<usize> = files.iter().map(|f| f.num_rows).sum();
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        if let Some(n) = num_rows {
+            statistics.num_rows = Precision::Exact(n);
+            statistics.total_byte_size = Precision::Inexact(files.iter().map(|f| f.size as usize).sum());
+        }
         let groups = balance(files, state.config().target_partitions(), self.partition_cols.len());
         let has_row_filters = filters.iter().any(|f| !self.is_partition_filter(f));
         let config = FileScanConfigBuilder::new(lake_store_url(), source)
+            .with_statistics(statistics)
             .with_file_groups(groups)
             .with_projection_indices(projection.cloned())?
             .with_limit(if has_row_filters { None } else { limit })
