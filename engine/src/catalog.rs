@@ -73,7 +73,8 @@ pub struct LakeCatalog {
 
 impl LakeCatalog {
     pub fn new(lake: Lake, config: Config) -> Arc<Self> {
-        Arc::new(Self { lake, config, manifests: Arc::new(ManifestCache::default()), derived: DerivedCache::default() })
+        let manifests = Arc::new(ManifestCache::with_raw_listing_ttl(config.query.raw_listing_ttl));
+        Arc::new(Self { lake, config, manifests, derived: DerivedCache::default() })
     }
 
     pub fn lake(&self) -> &Lake {

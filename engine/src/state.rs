@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
@@ -91,15 +92,28 @@ impl EventsState {
     }
 }
 
-/// Immutable manifests, cached by key, and the last loaded snapshot of each
-/// Delta table (brought up to date on every use).
+/// Immutable manifests, cached by key, the last loaded snapshot of each
+/// Delta table (brought up to date on every use), and, when a TTL is set,
+/// the last listing of all raw files.
 #[derive(Debug, Default)]
 pub struct ManifestCache {
     entries: Mutex<HashMap<String, Arc<ManifestV1>>>,
     pub tables: delta::TableCache,
+    raw_listing_ttl: Duration,
+    raw_listing: Mutex<Option<(Instant, Arc<BTreeMap<NaiveDate, Vec<RawObject>>>)>>,
 }
 
 impl ManifestCache {
+    /// A cache that reuses a listing of all raw files for `ttl` (ADR 0006).
+    pub fn with_raw_listing_ttl(ttl: Duration) -> Self {
+        Self { raw_listing_ttl: ttl, ..Self::default() }
+    }
+
+    fn fresh_raw_listing(&self) -> Option<Arc<BTreeMap<NaiveDate, Vec<RawObject>>>> {
+        let guard = self.raw_listing.lock().unwrap_or_else(|p| p.into_inner());
+        guard.as_ref().filter(|(at, _)| at.elapsed() < self.raw_listing_ttl).map(|(_, l)| Arc::clone(l))
+    }
+
     pub async fn get(&self, lake: &Lake, key: &str) -> Result<Option<Arc<ManifestV1>>> {
         if let Some(m) = self.entries.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
             return Ok(Some(Arc::clone(m)));
@@ -140,19 +154,26 @@ fn by_day(mut lists: Vec<(NaiveDate, Vec<RawObject>)>) -> BTreeMap<NaiveDate, Ve
     lists.into_iter().filter(|(_, o)| !o.is_empty()).collect()
 }
 
+/// Every raw file, by day: one LIST of `raw/events/`.
+pub async fn list_all_raw(lake: &Lake) -> Result<BTreeMap<NaiveDate, Vec<RawObject>>> {
+    let mut lists: BTreeMap<NaiveDate, Vec<RawObject>> = BTreeMap::new();
+    for m in lake.list(&format!("{RAW_PREFIX}/")).await? {
+        let Some(dt) = RawFile::parse(m.location.as_ref()).map(|f| f.dt) else { continue };
+        if let Some(o) = raw_object(dt, m) {
+            lists.entry(dt).or_default().push(o);
+        }
+    }
+    Ok(by_day(lists.into_iter().collect()))
+}
+
 /// Raw files of the given days: a LIST per day, concurrently, for a few
 /// days; one LIST of the whole raw prefix for more.
 pub async fn list_raw(lake: &Lake, days: &[NaiveDate]) -> Result<BTreeMap<NaiveDate, Vec<RawObject>>> {
     if days.len() > LIST_PER_DAY_UP_TO {
         let wanted: BTreeSet<NaiveDate> = days.iter().copied().collect();
-        let mut lists: BTreeMap<NaiveDate, Vec<RawObject>> = BTreeMap::new();
-        for m in lake.list(&format!("{RAW_PREFIX}/")).await? {
-            let Some(dt) = RawFile::parse(m.location.as_ref()).map(|f| f.dt).filter(|d| wanted.contains(d)) else { continue };
-            if let Some(o) = raw_object(dt, m) {
-                lists.entry(dt).or_default().push(o);
-            }
-        }
-        return Ok(by_day(lists.into_iter().collect()));
+        let mut all = list_all_raw(lake).await?;
+        all.retain(|d, _| wanted.contains(d));
+        return Ok(all);
     }
     let lists: Vec<(NaiveDate, Vec<RawObject>)> = futures::stream::iter(days.iter().copied())
         .map(|dt| async move {
@@ -163,6 +184,30 @@ pub async fn list_raw(lake: &Lake, days: &[NaiveDate]) -> Result<BTreeMap<NaiveD
         .try_collect()
         .await?;
     Ok(by_day(lists))
+}
+
+/// Raw files of the days `keep` accepts, for a query. With a TTL set, a
+/// query over more than a few days reuses the last listing of all raw files
+/// while it is younger than the TTL. A reused listing is older than the
+/// snapshot read after it, so the union stays exactly once (ADR 0006).
+async fn raw_for_query(
+    lake: &Lake,
+    cache: &ManifestCache,
+    keep: &(dyn Fn(NaiveDate) -> bool + Send + Sync),
+) -> Result<BTreeMap<NaiveDate, Vec<RawObject>>> {
+    let kept = |all: &BTreeMap<NaiveDate, Vec<RawObject>>| all.iter().filter(|(d, _)| keep(**d)).map(|(d, o)| (*d, o.clone())).collect();
+    if let Some(all) = cache.fresh_raw_listing()
+        && all.keys().filter(|d| keep(**d)).count() > LIST_PER_DAY_UP_TO
+    {
+        return Ok(kept(&all));
+    }
+    let days: Vec<NaiveDate> = raw_days(lake).await?.into_iter().filter(|d| keep(*d)).collect();
+    if days.len() <= LIST_PER_DAY_UP_TO || cache.raw_listing_ttl.is_zero() {
+        return list_raw(lake, &days).await;
+    }
+    let all = Arc::new(list_all_raw(lake).await?);
+    *cache.raw_listing.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Arc::clone(&all)));
+    Ok(kept(&all))
 }
 
 /// Groups a table snapshot's files by `dt` and finds each day's manifest.
@@ -210,10 +255,10 @@ pub async fn curated_days(
 
 /// Reads the events table's state for the days `keep` accepts.
 ///
-/// Order matters: raw listing strictly before the Delta snapshot.
+/// Order matters: raw listing strictly before the Delta snapshot (a reused
+/// listing is older still).
 pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(NaiveDate) -> bool + Send + Sync)) -> Result<EventsState> {
-    let days: Vec<NaiveDate> = raw_days(lake).await?.into_iter().filter(|d| keep(*d)).collect();
-    let raw = list_raw(lake, &days).await?;
+    let raw = raw_for_query(lake, cache, keep).await?;
     let Some(table) = cache.tables.latest(lake, EVENTS_TABLE).await? else {
         return Ok(EventsState { version: None, curated: BTreeMap::new(), raw });
     };
@@ -250,5 +295,26 @@ mod tests {
         assert_eq!(wide.len(), 6);
         assert!(wide.values().all(|objects| objects.len() == 3));
         assert!(!wide.contains_key(&day(4)) && !wide.contains_key(&day(8)));
+    }
+
+    /// A query over many days reuses the listing while it is younger than
+    /// the TTL; a query over a few days, or with no TTL, lists afresh.
+    #[tokio::test]
+    async fn raw_listing_is_reused_within_its_ttl() {
+        let lake = Lake::open(&format!("memory://list-ttl-{}", std::process::id())).unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 9, d).unwrap();
+        for d in 1..=6 {
+            lake.put(&RawFile::new(day(d), 0, "a").key(), Bytes::from_static(b"x")).await.unwrap();
+        }
+        let all = |_: NaiveDate| true;
+        let one = |d: NaiveDate| d == day(2);
+        let count = |s: &EventsState| s.raw.values().map(Vec::len).sum::<usize>();
+        let reusing = ManifestCache::with_raw_listing_ttl(Duration::from_secs(3600));
+        let listing = ManifestCache::default();
+        assert_eq!(count(&load_events(&lake, &reusing, &all).await.unwrap()), 6);
+        lake.put(&RawFile::new(day(2), 5, "late").key(), Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(count(&load_events(&lake, &reusing, &all).await.unwrap()), 6, "reused within the TTL");
+        assert_eq!(count(&load_events(&lake, &listing, &all).await.unwrap()), 7, "no TTL: listed afresh");
+        assert_eq!(count(&load_events(&lake, &reusing, &one).await.unwrap()), 2);
     }
 }

@@ -139,6 +139,11 @@ pub struct QuerySection {
     /// Queries that run at once; more wait in QUEUED.
     #[serde(default = "default_concurrency")]
     pub max_concurrency: usize,
+    /// How long the server reuses its listing of raw files for queries over
+    /// many days (0s: list on every query). Bounds how late a new raw file
+    /// can show; exactly-once holds either way (ADR 0006).
+    #[serde(default = "default_raw_listing_ttl", with = "humantime_serde_compat")]
+    pub raw_listing_ttl: std::time::Duration,
     /// API keys accepted by the server (Bearer for REST, access key id for the Athena API).
     #[serde(default)]
     pub api_keys: Vec<String>,
@@ -153,6 +158,7 @@ impl Default for QuerySection {
             max_result_rows: default_max_rows(),
             bytes_scanned_cutoff: 0,
             max_concurrency: default_concurrency(),
+            raw_listing_ttl: default_raw_listing_ttl(),
             api_keys: Vec::new(),
         }
     }
@@ -184,6 +190,9 @@ fn default_database() -> String {
 }
 fn default_query_memory_mb() -> u64 {
     2048
+}
+fn default_raw_listing_ttl() -> std::time::Duration {
+    std::time::Duration::from_secs(1)
 }
 fn default_timeout() -> std::time::Duration {
     std::time::Duration::from_secs(300)
