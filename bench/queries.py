@@ -60,3 +60,21 @@ QUERIES = [
      "SELECT event_id, occurred_at FROM events ORDER BY occurred_at DESC, event_id LIMIT 20",
      "SELECT event_id, occurred_at FROM ev ORDER BY occurred_at DESC, event_id LIMIT 20"),
 ]
+
+# The same queries in stock DataFusion's own dialect, for the queries it can
+# run without Sediment's functions (it has no JSON functions), over the same
+# files: the peer that measures what the dialect and catalog layers cost.
+DATAFUSION = {
+    "count_all": "SELECT count(*) FROM ev",
+    "daily_counts": "SELECT dt, count(*) AS n FROM ev GROUP BY dt ORDER BY dt",
+    "event_type_mix": "SELECT event_type, count(*) AS n FROM ev GROUP BY event_type ORDER BY n DESC",
+    "distinct_aggregates": "SELECT aggregate_type, count(DISTINCT aggregate_id) FROM ev GROUP BY 1 ORDER BY 1",
+    "approx_distinct_orders": "SELECT approx_distinct(aggregate_id) FROM ev WHERE aggregate_type = 'Order'",
+    "funnel": dict((q[0], q[2]) for q in QUERIES)["funnel"],
+    "one_day_filter": "SELECT event_type, count(*) FROM ev WHERE dt = DATE '{day}' GROUP BY 1 ORDER BY 1",
+    "point_lookup": "SELECT event_id, event_type, sequence FROM ev WHERE aggregate_id = 'O-0000042' ORDER BY sequence",
+    "hourly_activity": "SELECT date_part('hour', occurred_at) AS h, count(*) FROM ev GROUP BY 1 ORDER BY 1",
+    "time_to_ship": "SELECT avg(floor((date_part('epoch', s.t) - date_part('epoch', p.t)) / 60)) FROM (SELECT aggregate_id, min(occurred_at) AS t FROM ev WHERE event_type = 'OrderPlaced' GROUP BY 1) p JOIN (SELECT aggregate_id, min(occurred_at) AS t FROM ev WHERE event_type = 'OrderShipped' GROUP BY 1) s ON p.aggregate_id = s.aggregate_id",
+    "snapshot_as_of": "SELECT status, count(*) AS n, sum(total) AS value FROM orders WHERE snapshot_date = DATE '{day}' GROUP BY 1 ORDER BY 1",
+    "latest_events": "SELECT event_id, occurred_at FROM ev ORDER BY occurred_at DESC, event_id LIMIT 20",
+}
