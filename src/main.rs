@@ -41,7 +41,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SEDIMENT_LOG").unwrap_or_else(|_| "warn,buoyant_kernel=off,delta_kernel=off".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEDIMENT_LOG")
+                .unwrap_or_else(|_| "warn,buoyant_kernel=off,delta_kernel=off".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -176,7 +176,8 @@ async fn write_day(
 }
 
 fn curated_table(day: &CuratedDay) -> FileListTable {
-    let files = day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect();
+    let files =
+        day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect();
     FileListTable::new(curated_events_file_schema(), vec![], files)
 }
 
@@ -265,7 +266,20 @@ pub async fn build_projection(
         if cast_errors > 0 {
             errors.insert("*".to_owned(), cast_errors);
         }
-        let report = write_day(lake, settings, &mut state, &projection.name, "snapshot_date", dt, inputs, Arc::clone(&file_schema), Box::pin(stream), errors, started).await?;
+        let report = write_day(
+            lake,
+            settings,
+            &mut state,
+            &projection.name,
+            "snapshot_date",
+            dt,
+            inputs,
+            Arc::clone(&file_schema),
+            Box::pin(stream),
+            errors,
+            started,
+        )
+        .await?;
         prev_run = Some(report.run_id.clone());
         reports.push(report);
         carried = Some(states);
@@ -307,7 +321,12 @@ fn strip_dt(schema: &SchemaRef) -> SchemaRef {
 /// Registers `events` as one curated day (or empty), in query types.
 fn register_events_day(ctx: &SessionContext, day: Option<&CuratedDay>) -> Result<()> {
     let files = day
-        .map(|d| d.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect())
+        .map(|d| {
+            d.files
+                .iter()
+                .map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] })
+                .collect()
+        })
         .unwrap_or_default();
     let raw = ctx.read_table(Arc::new(FileListTable::new(curated_events_file_schema(), vec![], files)))?;
     let dt = day.map(|d| d.manifest.dt).unwrap_or_default();
@@ -345,7 +364,9 @@ pub async fn build_view(
         let df = sediment_engine::dialect::sql(&ctx, &view.sql).await?;
         let cols: Vec<_> = schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
         let stream = df.select(cols)?.execute_stream().await?;
-        let report = write_day(lake, settings, &mut state, &view.name, "dt", *dt, inputs, Arc::clone(&schema), stream, BTreeMap::new(), started).await?;
+        let report =
+            write_day(lake, settings, &mut state, &view.name, "dt", *dt, inputs, Arc::clone(&schema), stream, BTreeMap::new(), started)
+                .await?;
         reports.push(report);
     }
     Ok(reports)

@@ -11,16 +11,15 @@ use datafusion::functions::crypto::expr_fn::md5;
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, cast, col, lit};
 use datafusion::prelude::SessionContext;
+use sediment_engine::delta::snapshot_files;
 use sediment_engine::files::{DataFile, FileListTable};
 use sediment_engine::schema::curated_events_file_schema;
 use sediment_engine::state::{CuratedDay, ManifestCache, curated_days, list_raw};
-use sediment_engine::delta::snapshot_files;
 use sediment_lake::Lake;
 use sediment_lake::manifest::{Manifest, ManifestV1};
 use sediment_lake::paths::{EVENTS_TABLE, curated_file, manifest_key, table_root};
 use sediment_lake::schema::{
-    AGGREGATE_ID, AGGREGATE_TYPE, EVENT_ID, EVENT_TYPE, INGESTED_AT, OCCURRED_AT, PAYLOAD, SEQUENCE, SOURCE,
-    SOURCE_POSITION, raw_schema,
+    AGGREGATE_ID, AGGREGATE_TYPE, EVENT_ID, EVENT_TYPE, INGESTED_AT, OCCURRED_AT, PAYLOAD, SEQUENCE, SOURCE, SOURCE_POSITION, raw_schema,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -61,13 +60,7 @@ fn run_id(dt: NaiveDate, raw: &[String], previous: Option<&str>) -> String {
 }
 
 /// Compacts `dt`. With `force`, rewrites the day even if nothing is new.
-pub async fn compact_day(
-    lake: &Lake,
-    settings: &Settings,
-    manifests: &ManifestCache,
-    dt: NaiveDate,
-    force: bool,
-) -> Result<DayReport> {
+pub async fn compact_day(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt: NaiveDate, force: bool) -> Result<DayReport> {
     let mut conflicts = 0;
     loop {
         match attempt(lake, settings, manifests, dt, force).await {
@@ -93,8 +86,7 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
     let files = snapshot_files(&table)?;
     let mut curated = curated_days(lake, manifests, EVENTS_TABLE, files, &|d| d == dt).await?;
     let previous: Option<CuratedDay> = curated.remove(&dt);
-    let covered: std::collections::HashSet<&str> =
-        previous.iter().flat_map(|p| p.manifest.raw_files.iter().map(String::as_str)).collect();
+    let covered: std::collections::HashSet<&str> = previous.iter().flat_map(|p| p.manifest.raw_files.iter().map(String::as_str)).collect();
     let new_raw: Vec<_> = raw.iter().filter(|o| !covered.contains(o.key.as_str())).collect();
     let mut report = DayReport { dt, ..Default::default() };
     if new_raw.is_empty() && !(force && previous.is_some()) {
@@ -119,8 +111,7 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
         .collect();
     let raw_files: Vec<DataFile> =
         new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] }).collect();
-    let to_curated: Vec<_> =
-        curated_schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
+    let to_curated: Vec<_> = curated_schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
     let mut input = ctx.read_table(Arc::new(FileListTable::new(raw_schema(), vec![], raw_files)))?.select(to_curated.clone())?;
     if !prev_files.is_empty() {
         let prev = ctx.read_table(Arc::new(FileListTable::new(Arc::clone(&curated_schema), vec![], prev_files)))?;

@@ -1,8 +1,8 @@
 //! The compaction Lambda: an EventBridge scheduled event (or a Step
 //! Functions task naming a day) runs the same code as `sediment compact`.
 
-use serde_json::{Value, json};
 use sediment_lake::{Config, Lake};
+use serde_json::{Value, json};
 
 use crate::{Compactor, DaySelection};
 
@@ -77,7 +77,12 @@ pub fn from_env() -> Result<Compactor, String> {
     if let Some(mb) = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").ok().and_then(|v| v.parse::<u64>().ok()) {
         let cap = (mb * 9 / 10).max(sediment_lake::config::MIN_COMPACTION_MEMORY_MB);
         if config.compaction.memory_limit_mb > cap {
-            tracing::warn!(configured = config.compaction.memory_limit_mb, function_mb = mb, used = cap, "compaction.memory_limit_mb exceeds the function's memory; lowered");
+            tracing::warn!(
+                configured = config.compaction.memory_limit_mb,
+                function_mb = mb,
+                used = cap,
+                "compaction.memory_limit_mb exceeds the function's memory; lowered"
+            );
             config.compaction.memory_limit_mb = cap;
         }
     }

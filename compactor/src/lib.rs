@@ -84,11 +84,7 @@ impl Settings {
         // merge of spilled runs, the Parquet reader and writer, the object
         // store's upload buffers and the allocator's slack are outside the
         // pool's accounting, so the pool gets only part of the limit.
-        let opts = SessionOptions {
-            memory_limit: pool_bytes(self.compaction.memory_limit_mb),
-            target_partitions: 1,
-            batch_size: 4096,
-        };
+        let opts = SessionOptions { memory_limit: pool_bytes(self.compaction.memory_limit_mb), target_partitions: 1, batch_size: 4096 };
         let ctx = session(lake, &opts)?;
         sediment_engine::dialect::register(&ctx);
         Ok(ctx)
@@ -103,7 +99,9 @@ pub enum DaySelection {
     All,
     /// Closed days (ended at least the grace period before `now`) — the
     /// scheduled mode: yesterday and older, and any dirty day.
-    Closed { now: chrono::DateTime<Utc> },
+    Closed {
+        now: chrono::DateTime<Utc>,
+    },
 }
 
 /// A compaction run over a lake.

@@ -155,7 +155,14 @@ async fn ids(stream: datafusion::physical_plan::SendableRecordBatchStream) -> Re
     Ok((rows, set))
 }
 
-async fn check_day(lake: &Lake, settings: &Settings, state: &EventsState, dt: NaiveDate, day: &CuratedDay, pending: usize) -> Result<DayCheck> {
+async fn check_day(
+    lake: &Lake,
+    settings: &Settings,
+    state: &EventsState,
+    dt: NaiveDate,
+    day: &CuratedDay,
+    pending: usize,
+) -> Result<DayCheck> {
     let ctx = settings.session(lake)?;
     let curated_files: Vec<DataFile> =
         day.files.iter().map(|f| DataFile { key: CuratedDay::key_of(f), size: f.size, num_rows: None, partition_values: vec![] }).collect();

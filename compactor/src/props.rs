@@ -77,7 +77,14 @@ fn history() -> impl Strategy<Value = Vec<Ev>> {
                 if let Some(n) = n {
                     fields.push(format!(r#""n":{n}"#));
                 }
-                Ev { id: format!("e{i}"), agg: format!("t{agg}"), seq: seqs[agg], ty, at: clock[agg], payload: format!("{{{}}}", fields.join(",")) }
+                Ev {
+                    id: format!("e{i}"),
+                    agg: format!("t{agg}"),
+                    seq: seqs[agg],
+                    ty,
+                    at: clock[agg],
+                    payload: format!("{{{}}}", fields.join(",")),
+                }
             })
             .collect()
     })
@@ -86,8 +93,8 @@ fn history() -> impl Strategy<Value = Vec<Ev>> {
 /// Deliveries: each event once or twice, in shuffled batches; `late` ones
 /// only after the first compaction.
 fn deliveries(n: usize) -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
-    (Just((0..n).collect::<Vec<_>>()).prop_shuffle(), prop::collection::vec(any::<bool>(), n), prop::collection::vec(0u8..4, n), 1usize..4).prop_map(
-        |(order, dup, route, nbatches)| {
+    (Just((0..n).collect::<Vec<_>>()).prop_shuffle(), prop::collection::vec(any::<bool>(), n), prop::collection::vec(0u8..4, n), 1usize..4)
+        .prop_map(|(order, dup, route, nbatches)| {
             let mut batches = vec![Vec::new(); nbatches];
             let mut late = Vec::new();
             for (k, &i) in order.iter().enumerate() {
@@ -100,8 +107,7 @@ fn deliveries(n: usize) -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> 
                 }
             }
             (batches, late)
-        },
-    )
+        })
 }
 
 async fn ingest(lake: &Lake, events: &[Ev], idx: &[usize], start: NaiveDate, name: &str) {
@@ -116,11 +122,8 @@ async fn query(ctx: &datafusion::prelude::SessionContext, sql: &str) -> Vec<arro
 }
 
 fn replay(folder: &Folder, events: &[Ev], start: NaiveDate, upto: NaiveDate) -> States {
-    let mut evs: Vec<(NaiveDate, &Ev)> = events
-        .iter()
-        .map(|e| (Envelope::parse(e.line(start).as_bytes()).unwrap().dt(), e))
-        .filter(|(d, _)| *d <= upto)
-        .collect();
+    let mut evs: Vec<(NaiveDate, &Ev)> =
+        events.iter().map(|e| (Envelope::parse(e.line(start).as_bytes()).unwrap().dt(), e)).filter(|(d, _)| *d <= upto).collect();
     evs.sort_by(|a, b| (a.0, a.1.seq, a.1.at, &a.1.id).cmp(&(b.0, b.1.seq, b.1.at, &b.1.id)));
     let base = start.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
     let mut states = States::new();
@@ -181,7 +184,12 @@ async fn check(events: Vec<Ev>, batches: Vec<Vec<usize>>, late: Vec<usize>, case
     // Each snapshot day equals a full replay up to that day.
     let folder = Folder::new(&config.projections[0]).unwrap();
     let delivered_events: Vec<Ev> = events.iter().filter(|e| delivered.contains(e.id.as_str())).cloned().collect();
-    let days: Vec<NaiveDate> = delivered_events.iter().map(|e| Envelope::parse(e.line(start).as_bytes()).unwrap().dt()).collect::<BTreeSet<_>>().into_iter().collect();
+    let days: Vec<NaiveDate> = delivered_events
+        .iter()
+        .map(|e| Envelope::parse(e.line(start).as_bytes()).unwrap().dt())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let (first, last) = (days[0], days[days.len() - 1]);
     let mut d = first;
     while d <= last {
@@ -197,8 +205,34 @@ async fn check(events: Vec<Ev>, batches: Vec<Vec<usize>>, late: Vec<usize>, case
             continue;
         }
         let got = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-        let want_text = arrow::util::pretty::pretty_format_columns("x", &[want.column(0).clone(), want.column(1).clone(), want.column(4).clone(), want.column(5).clone(), want.column(6).clone(), want.column(7).clone(), want.column(8).clone()]).unwrap().to_string();
-        let got_text = arrow::util::pretty::pretty_format_columns("x", &[got.column(0).clone(), got.column(1).clone(), got.column(3).clone(), got.column(4).clone(), got.column(5).clone(), got.column(6).clone(), got.column(7).clone()]).unwrap().to_string();
+        let want_text = arrow::util::pretty::pretty_format_columns(
+            "x",
+            &[
+                want.column(0).clone(),
+                want.column(1).clone(),
+                want.column(4).clone(),
+                want.column(5).clone(),
+                want.column(6).clone(),
+                want.column(7).clone(),
+                want.column(8).clone(),
+            ],
+        )
+        .unwrap()
+        .to_string();
+        let got_text = arrow::util::pretty::pretty_format_columns(
+            "x",
+            &[
+                got.column(0).clone(),
+                got.column(1).clone(),
+                got.column(3).clone(),
+                got.column(4).clone(),
+                got.column(5).clone(),
+                got.column(6).clone(),
+                got.column(7).clone(),
+            ],
+        )
+        .unwrap()
+        .to_string();
         assert_eq!(got_text, want_text, "snapshot {d} ≠ replay");
         d = d.checked_add_days(Days::new(1)).unwrap();
     }

@@ -87,10 +87,7 @@ pub async fn write_files(
             current = Some((writer, rel, 0));
         }
         let Some((writer, rel, rows)) = current.as_mut() else { continue };
-        writer
-            .write(&batch)
-            .await
-            .map_err(|source| Error::Parquet { key: format!("{table_root}/{rel}"), source })?;
+        writer.write(&batch).await.map_err(|source| Error::Parquet { key: format!("{table_root}/{rel}"), source })?;
         *rows += batch.num_rows() as u64;
         if (writer.bytes_written() + writer.in_progress_size()) as u64 >= target_bytes
             && let Some(done) = current.take()

@@ -16,10 +16,10 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPush
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use futures::StreamExt;
+use sediment_lake::Lake;
 use sediment_lake::config::{Config, Projection};
 use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
 use sediment_lake::paths::{manifest_key, run_id_of_curated_file, table_root};
-use sediment_lake::Lake;
 
 use crate::delta::{self, SnapshotFile};
 use crate::events::{EventsTable, date32, only_references};
@@ -111,7 +111,6 @@ pub struct LakeSchema {
 
 #[async_trait]
 impl SchemaProvider for LakeSchema {
-
     fn table_names(&self) -> Vec<String> {
         let c = &self.catalog.config;
         let mut names = vec!["events".to_owned()];
@@ -143,8 +142,7 @@ impl SchemaProvider for LakeSchema {
                 let Some(table) = c.manifests.tables.latest(&c.lake, &v.name).await.map_err(external)? else { return Ok(None) };
                 let state = table.snapshot().map_err(external)?;
                 let arrow = state.snapshot().arrow_schema();
-                let file_schema =
-                    Arc::new(Schema::new(arrow.fields().iter().filter(|f| f.name() != "dt").cloned().collect::<Vec<_>>()));
+                let file_schema = Arc::new(Schema::new(arrow.fields().iter().filter(|f| f.name() != "dt").cloned().collect::<Vec<_>>()));
                 return Ok(Some(Arc::new(DerivedTable::new(Arc::clone(c), &v.name, "dt", file_schema))));
             }
         }
@@ -224,7 +222,6 @@ fn empty(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> Result<Arc<dyn 
 
 #[async_trait]
 impl TableProvider for DerivedTable {
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -242,7 +239,13 @@ impl TableProvider for DerivedTable {
             .collect())
     }
 
-    async fn scan(&self, session: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let days = self.catalog.derived_files(&self.name, &self.partition).await?;
         if days.is_empty() {
             return empty(&self.schema, projection);
@@ -292,7 +295,6 @@ impl CurrentTable {
 
 #[async_trait]
 impl TableProvider for CurrentTable {
-
     fn schema(&self) -> SchemaRef {
         let s = self.folder.schema(false);
         Arc::new(Schema::new(s.fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), true)).collect::<Vec<_>>()))
@@ -302,7 +304,13 @@ impl TableProvider for CurrentTable {
         TableType::View
     }
 
-    async fn scan(&self, session: &dyn Session, projection: Option<&Vec<usize>>, filters: &[Expr], limit: Option<usize>) -> Result<Arc<dyn ExecutionPlan>> {
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         let c = &self.catalog;
         let snapshots = c.derived_files(&self.projection.name, "snapshot_date").await?;
         let base = self.base(&snapshots).await?;
@@ -324,10 +332,7 @@ impl TableProvider for CurrentTable {
                 self.folder.from_batch(&batch?, &mut states).map_err(external)?;
             }
         }
-        let mut events = ctx
-            .table("events")
-            .await?
-            .filter(col("aggregate_type").eq(lit(self.projection.aggregate_type.clone())))?;
+        let mut events = ctx.table("events").await?.filter(col("aggregate_type").eq(lit(self.projection.aggregate_type.clone())))?;
         if let Some(b) = base {
             events = events.filter(col("dt").gt(lit(ScalarValue::Date32(Some(date32(b))))))?;
         }

@@ -69,7 +69,9 @@ fn eval_day(props: &datafusion::execution::context::ExecutionProps, filters: &[E
     let Some(predicate) = conjunction(filters.to_vec()) else { return true };
     let schema = Arc::new(Schema::new(vec![dt_field()]));
     let Ok(df_schema) = DFSchema::try_from(Arc::clone(&schema)) else { return true };
-    let Ok(physical) = datafusion::physical_expr::create_physical_expr(&predicate, &df_schema, props, &Default::default()) else { return true };
+    let Ok(physical) = datafusion::physical_expr::create_physical_expr(&predicate, &df_schema, props, &Default::default()) else {
+        return true;
+    };
     let Ok(batch) = RecordBatch::try_new(schema, vec![Arc::new(Date32Array::from(vec![date32(d)]))]) else { return true };
     match physical.evaluate(&batch).and_then(|v| v.into_array(1)) {
         Ok(a) => a.as_any().downcast_ref::<arrow::array::BooleanArray>().is_none_or(|m| m.is_valid(0) && m.value(0)),
@@ -101,9 +103,8 @@ fn curated_files(state: &EventsState) -> Vec<DataFile> {
 pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
     let dt = || vec![Arc::new(dt_field())];
     let curated = FileListTable::new(curated_events_file_schema(), dt(), curated_files(state));
-    let curated_plan = || -> Result<LogicalPlanBuilder> {
-        LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated.clone())), None)
-    };
+    let curated_plan =
+        || -> Result<LogicalPlanBuilder> { LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated.clone())), None) };
     let uncovered = state.uncovered();
     if uncovered.is_empty() {
         return curated_plan()?.project(typed_columns())?.build();
@@ -121,18 +122,16 @@ pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
         .collect();
     let raw = FileListTable::new(raw_schema(), dt(), raw_files);
     // The first copy of each event by arrival wins, as in compaction.
-    let mut raw_plan = LogicalPlanBuilder::scan("raw", provider_as_source(Arc::new(raw)), None)?
-        .project(typed_columns())?
-        .distinct_on(
-            vec![col(DT), col(EVENT_ID)],
-            events_schema().fields().iter().map(|f| col(f.name())).collect(),
-            Some(vec![
-                col(DT).sort(true, false),
-                col(EVENT_ID).sort(true, false),
-                col(INGESTED_AT).sort(true, false),
-                col(SOURCE_POSITION).sort(true, false),
-            ]),
-        )?;
+    let mut raw_plan = LogicalPlanBuilder::scan("raw", provider_as_source(Arc::new(raw)), None)?.project(typed_columns())?.distinct_on(
+        vec![col(DT), col(EVENT_ID)],
+        events_schema().fields().iter().map(|f| col(f.name())).collect(),
+        Some(vec![
+            col(DT).sort(true, false),
+            col(EVENT_ID).sort(true, false),
+            col(INGESTED_AT).sort(true, false),
+            col(SOURCE_POSITION).sort(true, false),
+        ]),
+    )?;
     // Late raw files of an already-curated day may repeat curated events.
     let overlap: BTreeSet<NaiveDate> = uncovered.keys().filter(|d| state.curated.contains_key(d)).copied().collect();
     if !overlap.is_empty() {
@@ -151,7 +150,6 @@ pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
 
 #[async_trait]
 impl TableProvider for EventsTable {
-
     fn schema(&self) -> SchemaRef {
         events_schema()
     }
@@ -175,9 +173,8 @@ impl TableProvider for EventsTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let keep = day_filter(session, filters);
-        let state = load_events(&self.lake, &self.manifests, &keep)
-            .await
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let state =
+            load_events(&self.lake, &self.manifests, &keep).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         if state.curated.is_empty() && state.raw.is_empty() {
             let schema = events_schema();
             let projected = match projection {

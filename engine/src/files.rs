@@ -13,8 +13,8 @@ use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::tree_node::TreeNode;
 use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{DFSchema, Result, ScalarValue, Statistics};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
@@ -107,7 +107,8 @@ impl FileListTable {
         let df_schema = DFSchema::try_from(part_schema)?;
         let physical = state.create_physical_expr(predicate, &df_schema)?;
         let mask = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
-        let mask = mask.as_any().downcast_ref::<BooleanArray>().cloned().unwrap_or_else(|| BooleanArray::from(vec![true; batch.num_rows()]));
+        let mask =
+            mask.as_any().downcast_ref::<BooleanArray>().cloned().unwrap_or_else(|| BooleanArray::from(vec![true; batch.num_rows()]));
         let mut keep = Vec::new();
         for (row, (_, members)) in tuples.values().enumerate() {
             if mask.is_valid(row) && mask.value(row) {
@@ -140,7 +141,6 @@ fn balance(mut files: Vec<DataFile>, n: usize, partition_cols: usize) -> Vec<Fil
 
 #[async_trait]
 impl TableProvider for FileListTable {
-
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -152,9 +152,7 @@ impl TableProvider for FileListTable {
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|f| {
-                if self.is_partition_filter(f) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact }
-            })
+            .map(|f| if self.is_partition_filter(f) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
             .collect())
     }
 
@@ -175,7 +173,8 @@ impl TableProvider for FileListTable {
         }
         let options = state.table_options().parquet.clone();
         let format = ParquetFormat::default().with_options(options);
-        let table_schema = TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(self.partition_cols.clone()).build();
+        let table_schema =
+            TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(self.partition_cols.clone()).build();
         let source = format.file_source(table_schema);
         // Exact row counts from the log answer `count(*)` without reading files.
         let num_rows: Option<usize> = files.iter().map(|f| f.num_rows).sum();

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Decimal128Array, Decimal128Builder,
-    Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanArray, BooleanBuilder, Date32Array, Date32Builder, Decimal128Array, Decimal128Builder, Float64Array,
+    Float64Builder, Int64Array, Int64Builder, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::NaiveDate;
@@ -181,11 +181,7 @@ impl Folder {
             version: None,
             first_event_at: e.occurred_at,
             last_event_at: e.occurred_at,
-            columns: self
-                .columns
-                .iter()
-                .map(|c| if c.fold == Fold::Count { Acc::Count(0) } else { Acc::Value(None) })
-                .collect(),
+            columns: self.columns.iter().map(|c| if c.fold == Fold::Count { Acc::Count(0) } else { Acc::Value(None) }).collect(),
         });
         if e.sequence.is_some() {
             state.version = e.sequence;
@@ -378,11 +374,7 @@ pub fn cast(v: &Value, ty: ColumnType) -> Option<Scalar> {
         }
         .map(Scalar::Micros),
         ColumnType::Date => match v {
-            Value::String(s) => s
-                .trim()
-                .get(..10)
-                .and_then(|d| d.parse::<NaiveDate>().ok())
-                .map(crate::events::date32),
+            Value::String(s) => s.trim().get(..10).and_then(|d| d.parse::<NaiveDate>().ok()).map(crate::events::date32),
             _ => None,
         }
         .map(Scalar::Days),
@@ -699,10 +691,7 @@ pub fn fold_batch(folder: &Folder, states: &mut States, batch: &RecordBatch, cas
         .column_by_name("event_version")
         .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>())
         .ok_or_else(|| input("event_version"))?;
-    let seqs = batch
-        .column_by_name("sequence")
-        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
-        .ok_or_else(|| input("sequence"))?;
+    let seqs = batch.column_by_name("sequence").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).ok_or_else(|| input("sequence"))?;
     let (occurred, ingested) = (ts("occurred_at")?, ts("ingested_at")?);
     for i in 0..batch.num_rows() {
         let e = FoldEvent {

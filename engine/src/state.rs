@@ -75,8 +75,7 @@ impl EventsState {
     pub fn uncovered(&self) -> BTreeMap<NaiveDate, Vec<&RawObject>> {
         let mut out: BTreeMap<NaiveDate, Vec<&RawObject>> = BTreeMap::new();
         for (dt, objects) in &self.raw {
-            let covered: Option<HashSet<&str>> =
-                self.curated.get(dt).map(|c| c.manifest.raw_files.iter().map(String::as_str).collect());
+            let covered: Option<HashSet<&str>> = self.curated.get(dt).map(|c| c.manifest.raw_files.iter().map(String::as_str).collect());
             for o in objects {
                 if !covered.as_ref().is_some_and(|c| c.contains(o.key.as_str())) {
                     out.entry(*dt).or_default().push(o);
@@ -130,10 +129,8 @@ impl ManifestCache {
 /// The days that have raw data (one delimited LIST).
 pub async fn raw_days(lake: &Lake) -> Result<Vec<NaiveDate>> {
     let dirs = lake.list_dirs(RAW_PREFIX).await?;
-    let mut days: Vec<NaiveDate> = dirs
-        .iter()
-        .filter_map(|d| d.rsplit('/').next().and_then(|s| s.strip_prefix("dt=")).and_then(|s| s.parse().ok()))
-        .collect();
+    let mut days: Vec<NaiveDate> =
+        dirs.iter().filter_map(|d| d.rsplit('/').next().and_then(|s| s.strip_prefix("dt=")).and_then(|s| s.parse().ok())).collect();
     days.sort();
     Ok(days)
 }
@@ -234,17 +231,14 @@ pub async fn curated_days(
     let loaded: Vec<(NaiveDate, CuratedDay)> = futures::stream::iter(days)
         .map(|(dt, mut files)| async move {
             files.sort_by(|a, b| a.path.cmp(&b.path));
-            let runs: BTreeSet<String> =
-                files.iter().filter_map(|f| run_id_of_curated_file(&f.path)).map(str::to_owned).collect();
+            let runs: BTreeSet<String> = files.iter().filter_map(|f| run_id_of_curated_file(&f.path)).map(str::to_owned).collect();
             let run = match (runs.len(), runs.iter().next()) {
                 (1, Some(r)) => r.clone(),
                 _ => return Err(Error::MixedRuns { table: table.to_owned(), dt, runs: runs.into_iter().collect() }),
             };
             let key = manifest_key(table, dt, &run);
-            let manifest = cache
-                .get(lake, &key)
-                .await?
-                .ok_or_else(|| Error::MissingManifest { table: table.to_owned(), dt, key: key.clone() })?;
+            let manifest =
+                cache.get(lake, &key).await?.ok_or_else(|| Error::MissingManifest { table: table.to_owned(), dt, key: key.clone() })?;
             Ok::<_, Error>((dt, CuratedDay { manifest, files }))
         })
         .buffer_unordered(16)

@@ -148,8 +148,16 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
         let at = g.start_ms + g.rng.gen_range(0..3_600_000);
         let cat = CATEGORIES[g.rng.gen_range(0..CATEGORIES.len())];
         let stock = g.rng.gen_range(10..500);
-        g.push("Product", &id, 1, "ProductCreated", at, json!({"sku": format!("SKU-{i:05}"), "name": format!("Product {i}"),
-            "category": cat, "price": money(price), "stock": stock}), &id.clone());
+        g.push(
+            "Product",
+            &id,
+            1,
+            "ProductCreated",
+            at,
+            json!({"sku": format!("SKU-{i:05}"), "name": format!("Product {i}"),
+            "category": cat, "price": money(price), "stock": stock}),
+            &id.clone(),
+        );
         products.push((id, price, 1, at));
     }
     let mut customers: Vec<(String, i64, i64, i64)> = Vec::new(); // id, seq, registered at, last time
@@ -209,8 +217,15 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
                 next_customer += 1;
                 let country = COUNTRIES[g.rng.gen_range(0..COUNTRIES.len())];
                 let at = (placed - g.rng.gen_range(60_000..600_000)).max(start_ms);
-                g.push("Customer", &id, 1, "CustomerRegistered", at,
-                    json!({"email": format!("{}@example.com", id.to_lowercase()), "country": country, "tier": "bronze"}), &id);
+                g.push(
+                    "Customer",
+                    &id,
+                    1,
+                    "CustomerRegistered",
+                    at,
+                    json!({"email": format!("{}@example.com", id.to_lowercase()), "country": country, "tier": "bronze"}),
+                    &id,
+                );
                 customers.push((id.clone(), 1, at, at));
                 id
             }
@@ -221,7 +236,15 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
         let channel = CHANNELS[g.rng.gen_range(0..CHANNELS.len())];
         let mut seq = 1;
         let mut t = placed;
-        g.push("Order", &order, seq, "OrderPlaced", t, json!({"customer_id": customer, "channel": channel, "currency": "USD", "status": "placed", "total": 0.0}), &corr);
+        g.push(
+            "Order",
+            &order,
+            seq,
+            "OrderPlaced",
+            t,
+            json!({"customer_id": customer, "channel": channel, "currency": "USD", "status": "placed", "total": 0.0}),
+            &corr,
+        );
         let items = g.rng.gen_range(1..5);
         let mut total = 0i64;
         for _ in 0..items {
@@ -230,14 +253,30 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
             let (pid, price, _, _) = products[g.rng.gen_range(0..products.len())].clone();
             let qty = g.rng.gen_range(1..4);
             total += price * qty;
-            g.push("Order", &order, seq, "ItemAdded", t, json!({"product_id": pid, "quantity": qty, "unit_price": money(price), "total": money(total), "status": "placed"}), &corr);
+            g.push(
+                "Order",
+                &order,
+                seq,
+                "ItemAdded",
+                t,
+                json!({"product_id": pid, "quantity": qty, "unit_price": money(price), "total": money(total), "status": "placed"}),
+                &corr,
+            );
         }
         let fate: f64 = g.rng.r#gen();
         if fate < 0.08 {
             seq += 1;
             t += g.rng.gen_range(60_000..7_200_000);
             let reason = REASONS[g.rng.gen_range(0..REASONS.len())];
-            g.push("Order", &order, seq, "OrderCancelled", t, json!({"reason": reason, "status": "cancelled", "total": money(total)}), &corr);
+            g.push(
+                "Order",
+                &order,
+                seq,
+                "OrderCancelled",
+                t,
+                json!({"reason": reason, "status": "cancelled", "total": money(total)}),
+                &corr,
+            );
             if g.rng.gen_bool(0.3) {
                 seq += 1;
                 t += g.rng.gen_range(3_600_000..86_400_000);
@@ -248,7 +287,15 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
         seq += 1;
         t += g.rng.gen_range(5_000..600_000);
         let method = METHODS[g.rng.gen_range(0..METHODS.len())];
-        g.push("Order", &order, seq, "PaymentReceived", t, json!({"amount": money(total), "method": method, "status": "paid", "total": money(total)}), &corr);
+        g.push(
+            "Order",
+            &order,
+            seq,
+            "PaymentReceived",
+            t,
+            json!({"amount": money(total), "method": method, "status": "paid", "total": money(total)}),
+            &corr,
+        );
         if fate < 0.15 {
             continue; // paid, not yet shipped
         }
@@ -256,7 +303,15 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
         t += g.rng.gen_range(3_600_000..2 * 86_400_000);
         let carrier = CARRIERS[g.rng.gen_range(0..CARRIERS.len())];
         let tracking = g.rng.gen_range(100_000_000u64..999_999_999);
-        g.push("Order", &order, seq, "OrderShipped", t, json!({"carrier": carrier, "tracking": format!("TRK{tracking}"), "status": "shipped", "total": money(total)}), &corr);
+        g.push(
+            "Order",
+            &order,
+            seq,
+            "OrderShipped",
+            t,
+            json!({"carrier": carrier, "tracking": format!("TRK{tracking}"), "status": "shipped", "total": money(total)}),
+            &corr,
+        );
         if fate < 0.25 {
             continue;
         }
@@ -309,11 +364,14 @@ pub fn generate(opts: &GenerateOptions, out: &mut dyn Write) -> io::Result<Gener
 
 fn malformed_line(rng: &mut ChaCha8Rng, valid: &str) -> String {
     match rng.gen_range(0..5) {
-        0 => valid[..valid.len() / 2].to_owned(),                                  // truncated JSON
+        0 => valid[..valid.len() / 2].to_owned(), // truncated JSON
         1 => valid.replacen("\"aggregate_id\"", "\"aggregate_ref\"", 1).replacen("\"aggregateId\"", "\"aggregateRef\"", 1), // missing field
         2 => valid.replacen("\"sequence\":", "\"sequence\":\"x", 1).replacen("\"x", "\"x\",\"_\":", 1), // mistyped
         3 => "not json at all".to_owned(),
-        _ => r#"{"event_id":"","event_type":"X","aggregate_type":"A","aggregate_id":"a","occurred_at":"2026-01-01T00:00:00Z","payload":{}}"#.to_owned(),
+        _ => {
+            r#"{"event_id":"","event_type":"X","aggregate_type":"A","aggregate_id":"a","occurred_at":"2026-01-01T00:00:00Z","payload":{}}"#
+                .to_owned()
+        }
     }
 }
 

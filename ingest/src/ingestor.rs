@@ -12,12 +12,12 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{NaiveDate, SecondsFormat, Utc};
 use futures::StreamExt;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sediment_lake::envelope::millis_to_datetime;
 use sediment_lake::paths::{RawFile, quarantine_key};
 use sediment_lake::storage::Created;
 use sediment_lake::{Envelope, Lake};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::parquet_out::{Row, encode, sort_rows};
 use crate::source::{Batch, SourceKind};
@@ -293,10 +293,7 @@ mod tests {
         let name = batch_name(SourceKind::Cli, "test-batch");
         assert_eq!(
             r.files,
-            vec![
-                format!("raw/events/dt=2026-11-02/hour=10/{name}.parquet"),
-                format!("raw/events/dt=2026-11-03/hour=00/{name}.parquet"),
-            ]
+            vec![format!("raw/events/dt=2026-11-02/hour=10/{name}.parquet"), format!("raw/events/dt=2026-11-03/hour=00/{name}.parquet"),]
         );
         let q = lake.get(&r.quarantine_files[0]).await.unwrap();
         let line: QuarantineRecord = serde_json::from_slice(q.strip_suffix(b"\n").unwrap()).unwrap();

@@ -3,9 +3,9 @@
 //! Generic over nothing but a [`Lake`]: `main` wires tracing and the runtime,
 //! tests call [`handle`] directly.
 
-use serde_json::{Value, json};
 use sediment_lake::Lake;
 use sediment_lake::config::DynamoDbMapping;
+use serde_json::{Value, json};
 
 use crate::ingestor::{IngestReport, Ingestor};
 use crate::source::{self, SourceKind};
@@ -103,9 +103,7 @@ fn emf(function: &str, source: SourceKind, r: &IngestReport, now_ms: i64) -> Val
 /// config named by `SEDIMENT_CONFIG` (a local path; optional).
 pub fn from_env() -> Result<(Ingestor, DynamoDbMapping), String> {
     let config = match std::env::var("SEDIMENT_CONFIG") {
-        Ok(path) if !path.is_empty() => {
-            sediment_lake::Config::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?
-        }
+        Ok(path) if !path.is_empty() => sediment_lake::Config::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?,
         _ => sediment_lake::Config::default(),
     };
     let url = config.lake_url(std::env::var("SEDIMENT_LAKE").ok().as_deref());
@@ -120,7 +118,14 @@ mod tests {
 
     #[test]
     fn emf_shape() {
-        let r = IngestReport { input: 3, stored: 2, quarantined: 1, oldest_event_ms: Some(1_000), newest_event_ms: Some(4_000), ..Default::default() };
+        let r = IngestReport {
+            input: 3,
+            stored: 2,
+            quarantined: 1,
+            oldest_event_ms: Some(1_000),
+            newest_event_ms: Some(4_000),
+            ..Default::default()
+        };
         let v = emf("f", SourceKind::Kinesis, &r, 5_000);
         assert_eq!(v["RecordsIn"], 3);
         assert_eq!(v["MaxEventAge"], 4_000);

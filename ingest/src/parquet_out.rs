@@ -21,8 +21,13 @@ pub(crate) struct Row<'a> {
 pub(crate) fn sort_rows(rows: &mut [Row<'_>]) {
     rows.sort_by(|a, b| {
         let (x, y) = (a.event, b.event);
-        (&x.aggregate_type, &x.aggregate_id, x.sequence, x.occurred_at_ms, &x.event_id)
-            .cmp(&(&y.aggregate_type, &y.aggregate_id, y.sequence, y.occurred_at_ms, &y.event_id))
+        (&x.aggregate_type, &x.aggregate_id, x.sequence, x.occurred_at_ms, &x.event_id).cmp(&(
+            &y.aggregate_type,
+            &y.aggregate_id,
+            y.sequence,
+            y.occurred_at_ms,
+            &y.event_id,
+        ))
     });
 }
 

@@ -10,8 +10,8 @@ use aws_lambda_events::event::kafka::KafkaRecord;
 use aws_lambda_events::event::kinesis::KinesisEventRecord;
 use aws_lambda_events::event::sqs::SqsMessage;
 use base64::Engine as _;
-use serde_json::{Map, Value};
 use sediment_lake::config::DynamoDbMapping;
+use serde_json::{Map, Value};
 
 /// Where a batch came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,10 +124,7 @@ fn kinesis(records: &[Value]) -> Batch {
         let seq_hint = value.pointer("/kinesis/sequenceNumber").and_then(Value::as_str).map(str::to_owned);
         // Seconds with a fraction; read directly (the typed field drops
         // precision when the fraction has fewer than three digits).
-        let arrival_ms = value
-            .pointer("/kinesis/approximateArrivalTimestamp")
-            .and_then(Value::as_f64)
-            .map(|s| (s * 1000.0).round() as i64);
+        let arrival_ms = value.pointer("/kinesis/approximateArrivalTimestamp").and_then(Value::as_f64).map(|s| (s * 1000.0).round() as i64);
         match serde_json::from_value::<KinesisEventRecord>(value.clone()) {
             Ok(r) => {
                 if arn.is_empty() {
@@ -142,12 +139,7 @@ fn kinesis(records: &[Value]) -> Batch {
                     arrival_ms: arrival_ms.or(Some(r.kinesis.approximate_arrival_timestamp.0.timestamp_millis())),
                 });
             }
-            Err(e) => out.push(undecodable(
-                value,
-                format!("record {i}"),
-                seq_hint,
-                format!("undecodable Kinesis record: {e}"),
-            )),
+            Err(e) => out.push(undecodable(value, format!("record {i}"), seq_hint, format!("undecodable Kinesis record: {e}"))),
         }
     }
     let position = stream_position("kinesis", &arn, &out);
@@ -239,9 +231,9 @@ fn kafka(event: &Value) -> Result<Batch, Error> {
                     let position = format!("{topic}-{}@{}", r.partition, r.offset);
                     let data = match r.value.as_deref() {
                         None => Err("Kafka record has no value".to_owned()),
-                        Some(v) => base64::engine::general_purpose::STANDARD
-                            .decode(v)
-                            .map_err(|e| format!("Kafka value is not base64: {e}")),
+                        Some(v) => {
+                            base64::engine::general_purpose::STANDARD.decode(v).map_err(|e| format!("Kafka value is not base64: {e}"))
+                        }
                     };
                     out.push(SourceRecord {
                         data,
@@ -386,7 +378,8 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as B64;
     use serde_json::json;
 
-    const EVENT: &str = r#"{"event_id":"e1","event_type":"T","aggregate_type":"A","aggregate_id":"a1","occurred_at":"2026-11-02T10:00:00Z","payload":{}}"#;
+    const EVENT: &str =
+        r#"{"event_id":"e1","event_type":"T","aggregate_type":"A","aggregate_id":"a1","occurred_at":"2026-11-02T10:00:00Z","payload":{}}"#;
 
     fn kinesis_record(seq: &str, data: &str) -> Value {
         json!({
@@ -411,19 +404,19 @@ mod tests {
         assert!(b.records[1].data.as_ref().unwrap_err().contains("undecodable Kinesis record"));
         assert_eq!(b.records[1].failure_id.as_deref(), Some("101"));
         assert!(b.records[1].original.is_some());
-        assert_eq!(
-            b.position,
-            "kinesis|arn:aws:kinesis:us-east-1:1:stream/events|shardId-000000000001:100|record 1|2"
-        );
+        assert_eq!(b.position, "kinesis|arn:aws:kinesis:us-east-1:1:stream/events|shardId-000000000001:100|record 1|2");
     }
 
     #[test]
     fn sqs_unwraps_sns_and_eventbridge_bodies() {
         let sns = json!({"Type": "Notification", "MessageId": "m", "Message": EVENT}).to_string();
-        let eb = json!({"detail-type": "OrderPlaced", "source": "shop", "detail": serde_json::from_str::<Value>(EVENT).unwrap()}).to_string();
-        let msg = |id: &str, body: &str| json!({"messageId": id, "receiptHandle": "r", "body": body,
+        let eb =
+            json!({"detail-type": "OrderPlaced", "source": "shop", "detail": serde_json::from_str::<Value>(EVENT).unwrap()}).to_string();
+        let msg = |id: &str, body: &str| {
+            json!({"messageId": id, "receiptHandle": "r", "body": body,
             "attributes": {"SentTimestamp": "1793613600000"}, "messageAttributes": {},
-            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"});
+            "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q", "awsRegion": "us-east-1"})
+        };
         let event = json!({"Records": [msg("m1", EVENT), msg("m2", &sns), msg("m3", &eb)]});
         let b = decode(&event, &Default::default()).unwrap();
         assert_eq!(b.source, SourceKind::Sqs);
@@ -485,8 +478,10 @@ mod tests {
 
     #[test]
     fn kafka_and_eventbridge() {
-        let rec = |off: i64, v: &str| json!({"topic": "events", "partition": 2, "offset": off, "timestamp": 1793613600000i64,
-            "timestampType": "CREATE_TIME", "value": v, "headers": []});
+        let rec = |off: i64, v: &str| {
+            json!({"topic": "events", "partition": 2, "offset": off, "timestamp": 1793613600000i64,
+            "timestampType": "CREATE_TIME", "value": v, "headers": []})
+        };
         let event = json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:msk", "records": {"events-2": [rec(5, &B64.encode(EVENT)), rec(6, "%%%")]}});
         let b = decode(&event, &Default::default()).unwrap();
         assert_eq!(b.source, SourceKind::Kafka);

@@ -331,17 +331,8 @@ impl ColumnType {
 }
 
 /// Envelope fields a projection column may name with `field`.
-pub const ENVELOPE_FIELDS: &[&str] = &[
-    "event_id",
-    "event_type",
-    "event_version",
-    "aggregate_type",
-    "aggregate_id",
-    "sequence",
-    "occurred_at",
-    "ingested_at",
-    "source",
-];
+pub const ENVELOPE_FIELDS: &[&str] =
+    &["event_id", "event_type", "event_version", "aggregate_type", "aggregate_id", "sequence", "occurred_at", "ingested_at", "source"];
 
 /// A per-day read model defined in SQL.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -352,8 +343,7 @@ pub struct View {
 }
 
 /// Columns every snapshot row carries besides the configured ones.
-pub const SNAPSHOT_COLUMNS: &[&str] =
-    &["snapshot_date", "aggregate_id", "version", "first_event_at", "last_event_at"];
+pub const SNAPSHOT_COLUMNS: &[&str] = &["snapshot_date", "aggregate_id", "version", "first_event_at", "last_event_at"];
 
 impl Config {
     /// Reads and validates a config file.

@@ -87,10 +87,7 @@ impl Envelope {
         let wire: Wire<'_> = serde_json::from_slice(bytes).map_err(|e| Invalid::Malformed(e.to_string()))?;
         let event_id = required_text(wire.event_id, "event_id")?;
         if event_id.chars().count() > MAX_EVENT_ID_CHARS {
-            return Err(Invalid::Field {
-                field: "event_id",
-                reason: format!("longer than {MAX_EVENT_ID_CHARS} characters"),
-            });
+            return Err(Invalid::Field { field: "event_id", reason: format!("longer than {MAX_EVENT_ID_CHARS} characters") });
         }
         let event_type = required_text(wire.event_type, "event_type")?;
         let aggregate_type = required_text(wire.aggregate_type, "aggregate_type")?;
@@ -118,8 +115,9 @@ impl Envelope {
         }
         let payload = match wire.payload {
             None => return Err(Invalid::Missing("payload")),
-            Some(raw) => object_text(raw, "payload")?
-                .ok_or(Invalid::Field { field: "payload", reason: "is null, expected a JSON object".into() })?,
+            Some(raw) => {
+                object_text(raw, "payload")?.ok_or(Invalid::Field { field: "payload", reason: "is null, expected a JSON object".into() })?
+            }
         };
         let metadata = match wire.metadata {
             None => None,

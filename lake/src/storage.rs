@@ -116,8 +116,7 @@ impl Lake {
             } else {
                 std::path::PathBuf::from(url)
             };
-            std::fs::create_dir_all(&path)
-                .map_err(|source| Error::CreateDir { path: path.display().to_string(), source })?;
+            std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path: path.display().to_string(), source })?;
             let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| Error::Open { url: url.to_owned(), source })?;
             Arc::new(SortedListing(Arc::new(local)))
         };
@@ -167,9 +166,7 @@ impl Lake {
         let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
         match self.store.put_opts(&Path::from(key), PutPayload::from_bytes(bytes), opts).await {
             Ok(_) => Ok(Created::New),
-            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
-                Ok(Created::Existed)
-            }
+            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => Ok(Created::Existed),
             Err(source) => Err(obj("write", key, source)),
         }
     }

@@ -11,8 +11,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use sediment_engine::dialect::types::{precision_scale, trino_type};
+use serde_json::{Value, json};
 
 use crate::output::{text_rows, to_csv};
 use crate::server::AppState;
@@ -101,7 +101,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
     let Some(op) = target.strip_prefix("AmazonAthena.") else {
         return invalid(format!("unknown target {target:?}; expected AmazonAthena.<Operation>")).into_response();
     };
-    let req: Value = if body.is_empty() { json!({}) } else {
+    let req: Value = if body.is_empty() {
+        json!({})
+    } else {
         match serde_json::from_slice(&body) {
             Ok(v) => v,
             Err(e) => return invalid(format!("the body is not JSON: {e}")).into_response(),
@@ -115,7 +117,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
         "StopQueryExecution" => stop(&state, &req),
         "ListQueryExecutions" => list_executions(&state, &req),
         "GetWorkGroup" => get_workgroup(&state, &req),
-        "ListWorkGroups" => Ok(json!({"WorkGroups": [{"Name": "primary", "State": "ENABLED", "Description": "Sediment", "EngineVersion": engine_version()}]})),
+        "ListWorkGroups" => Ok(
+            json!({"WorkGroups": [{"Name": "primary", "State": "ENABLED", "Description": "Sediment", "EngineVersion": engine_version()}]}),
+        ),
         "ListDataCatalogs" => Ok(json!({"DataCatalogsSummary": [{"CatalogName": "AwsDataCatalog", "Type": "GLUE"}]})),
         "GetDataCatalog" => Ok(json!({"DataCatalog": {"Name": "AwsDataCatalog", "Type": "GLUE", "Description": "The Sediment lake"}})),
         "ListDatabases" => Ok(list_databases(&state)),
@@ -303,7 +307,8 @@ fn describe(e: &Execution) -> Value {
             "ErrorMessage": err.message,
         });
     }
-    let (planning, exec_ms, queued) = out.map_or((0, 0, 0), |o| (o.planning.as_millis() as u64, o.execution.as_millis() as u64, o.queued.as_millis() as u64));
+    let (planning, exec_ms, queued) =
+        out.map_or((0, 0, 0), |o| (o.planning.as_millis() as u64, o.execution.as_millis() as u64, o.queued.as_millis() as u64));
     let total = if e.completed.is_some() { e.total_ms } else { e.started.elapsed().as_millis() as u64 };
     let mut q = json!({
         "QueryExecutionId": e.id,
@@ -343,7 +348,8 @@ fn get_execution(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
 }
 
 fn batch_get(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
-    let ids: Vec<&str> = req.get("QueryExecutionIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let ids: Vec<&str> =
+        req.get("QueryExecutionIds").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
     let (found, missing): (Vec<&str>, Vec<&str>) = ids.iter().partition(|id| execs.contains_key(**id));
     Ok(json!({
@@ -457,11 +463,14 @@ fn get_workgroup(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
     if cutoff > 0 {
         config["BytesScannedCutoffPerQuery"] = json!(cutoff);
     }
-    Ok(json!({"WorkGroup": {"Name": name, "State": "ENABLED", "Configuration": config, "Description": "Sediment query service", "CreationTime": 0}}))
+    Ok(
+        json!({"WorkGroup": {"Name": name, "State": "ENABLED", "Configuration": config, "Description": "Sediment query service", "CreationTime": 0}}),
+    )
 }
 
 fn list_databases(state: &AppState) -> Value {
-    let dbs: Vec<Value> = state.service.databases().iter().map(|d| json!({"Name": d, "Description": "The Sediment read model", "Parameters": {}})).collect();
+    let dbs: Vec<Value> =
+        state.service.databases().iter().map(|d| json!({"Name": d, "Description": "The Sediment read model", "Parameters": {}})).collect();
     json!({"DatabaseList": dbs})
 }
 

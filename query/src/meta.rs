@@ -19,7 +19,8 @@ fn re(p: &str) -> Regex {
 }
 
 static SHOW_TABLES: LazyLock<Regex> = LazyLock::new(|| re(r"SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+([\w.]+))?(?:\s+(?:LIKE\s+)?'([^']*)')?"));
-static SHOW_SCHEMAS: LazyLock<Regex> = LazyLock::new(|| re(r"SHOW\s+(?:SCHEMAS|DATABASES)(?:\s+(?:FROM|IN)\s+\w+)?(?:\s+(?:LIKE\s+)?'([^']*)')?"));
+static SHOW_SCHEMAS: LazyLock<Regex> =
+    LazyLock::new(|| re(r"SHOW\s+(?:SCHEMAS|DATABASES)(?:\s+(?:FROM|IN)\s+\w+)?(?:\s+(?:LIKE\s+)?'([^']*)')?"));
 static DESCRIBE: LazyLock<Regex> = LazyLock::new(|| re(r#"(?:DESCRIBE|DESC|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+([\w."`]+)"#));
 static SHOW_CREATE: LazyLock<Regex> = LazyLock::new(|| re(r#"SHOW\s+CREATE\s+TABLE\s+([\w."`]+)"#));
 static SHOW_PARTITIONS: LazyLock<Regex> = LazyLock::new(|| re(r#"SHOW\s+PARTITIONS\s+([\w."`]+)"#));
@@ -87,7 +88,8 @@ pub(crate) async fn answer(svc: &QueryService, ctx: &SessionContext, sql: &str) 
     if let Some(c) = DESCRIBE.captures(sql) {
         let name = table_name(&c[1]);
         let schema = table_schema(ctx, &name).await?;
-        let rows = schema.fields().iter().map(|f| vec![f.name().clone(), trino_type(f.data_type()), String::new(), String::new()]).collect();
+        let rows =
+            schema.fields().iter().map(|f| vec![f.name().clone(), trino_type(f.data_type()), String::new(), String::new()]).collect();
         return Ok(Some(table_output(&["column", "type", "extra", "comment"], rows)));
     }
     if let Some(c) = SHOW_CREATE.captures(sql) {

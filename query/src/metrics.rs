@@ -50,7 +50,9 @@ impl Metrics {
         out.push_str(&format!("sediment_query_errors_total {}\n", m.errors));
         out.push_str("# HELP sediment_queries_cancelled_total Queries cancelled (timeout, cutoff, stop).\n# TYPE sediment_queries_cancelled_total counter\n");
         out.push_str(&format!("sediment_queries_cancelled_total {}\n", m.cancelled));
-        out.push_str("# HELP sediment_bytes_scanned_total Bytes read by successful queries.\n# TYPE sediment_bytes_scanned_total counter\n");
+        out.push_str(
+            "# HELP sediment_bytes_scanned_total Bytes read by successful queries.\n# TYPE sediment_bytes_scanned_total counter\n",
+        );
         out.push_str(&format!("sediment_bytes_scanned_total {}\n", m.bytes_scanned));
         out.push_str("# HELP sediment_rows_returned_total Rows returned.\n# TYPE sediment_rows_returned_total counter\n");
         out.push_str(&format!("sediment_rows_returned_total {}\n", m.rows));
@@ -62,7 +64,9 @@ impl Metrics {
         out.push_str(&format!("sediment_query_duration_seconds_sum {}\n", m.sum_seconds));
         out.push_str(&format!("sediment_query_duration_seconds_count {}\n", m.queries));
         out.push_str("# HELP sediment_object_store_requests_total Requests to the lake's object store, by kind.\n# TYPE sediment_object_store_requests_total counter\n");
-        for (op, n) in [("get", requests.get), ("head", requests.head), ("list", requests.list), ("put", requests.put), ("delete", requests.delete)] {
+        for (op, n) in
+            [("get", requests.get), ("head", requests.head), ("list", requests.list), ("put", requests.put), ("delete", requests.delete)]
+        {
             out.push_str(&format!("sediment_object_store_requests_total{{op=\"{op}\"}} {n}\n"));
         }
         out

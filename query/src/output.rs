@@ -35,7 +35,9 @@ fn json_column(a: &ArrayRef) -> Vec<Value> {
             let c = arrow::compute::cast(a, &DataType::Float64).ok();
             let c = c.as_ref().and_then(|c| c.as_any().downcast_ref::<Float64Array>());
             (0..a.len())
-                .map(|i| c.filter(|c| c.is_valid(i)).and_then(|c| serde_json::Number::from_f64(c.value(i))).map_or(Value::Null, Value::Number))
+                .map(|i| {
+                    c.filter(|c| c.is_valid(i)).and_then(|c| serde_json::Number::from_f64(c.value(i))).map_or(Value::Null, Value::Number)
+                })
                 .collect()
         }
         _ => render_column(a).into_iter().map(|v| v.map_or(Value::Null, Value::String)).collect(),
@@ -110,7 +112,8 @@ pub fn to_parquet(out: &QueryOutput) -> Result<Vec<u8>, parquet::errors::Parquet
 /// A boxed text table for terminals (NULL shown as `NULL`).
 pub fn to_table(out: &QueryOutput) -> String {
     let names: Vec<String> = out.schema.fields().iter().map(|f| f.name().clone()).collect();
-    let rows: Vec<Vec<String>> = text_rows(out).into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect()).collect();
+    let rows: Vec<Vec<String>> =
+        text_rows(out).into_iter().map(|r| r.into_iter().map(|v| v.unwrap_or_else(|| "NULL".into())).collect()).collect();
     let mut widths: Vec<usize> = names.iter().map(|n| n.chars().count()).collect();
     for r in &rows {
         for (w, v) in widths.iter_mut().zip(r) {
@@ -168,7 +171,15 @@ mod tests {
             ],
         )
         .unwrap();
-        let out = QueryOutput { schema, batches: vec![b], rows: 2, bytes_scanned: 0, planning: Duration::ZERO, execution: Duration::ZERO, queued: Duration::ZERO };
+        let out = QueryOutput {
+            schema,
+            batches: vec![b],
+            rows: 2,
+            bytes_scanned: 0,
+            planning: Duration::ZERO,
+            execution: Duration::ZERO,
+            queued: Duration::ZERO,
+        };
         assert_eq!(to_csv(&out), "\"name\",\"at\"\n\"a \"\"b\"\"\",\"2026-11-02 13:05:09.123\"\n,\n");
         assert_eq!(to_json(&out)["rows"][0][1], "2026-11-02 13:05:09.123");
         assert_eq!(to_json(&out)["columns"][1]["type"], "timestamp(3)");

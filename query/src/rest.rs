@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::output;
 use crate::server::AppState;
-use crate::service::{Category, Cancel, QueryError, QueryRequest};
+use crate::service::{Cancel, Category, QueryError, QueryRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct QueryBody {
@@ -52,8 +52,13 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.service.lake().requests())).into_response()
 }
 
-pub async fn query(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"sql\": \"…\"}}: {e}"), "BadRequest"))?;
+pub async fn query(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) =
+        body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"sql\": \"…\"}}: {e}"), "BadRequest"))?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_ascii_lowercase();
     let started = Instant::now();
     let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None };
@@ -82,7 +87,8 @@ pub async fn lake(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
         tracing::error!(error = %e, "lake status failed");
         ApiError(StatusCode::INTERNAL_SERVER_ERROR, "could not read the lake; see the server log".into(), "InternalError")
     })?;
-    let mut body = serde_json::to_value(&status).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "InternalError"))?;
+    let mut body =
+        serde_json::to_value(&status).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "InternalError"))?;
     body["now"] = json!(chrono::Utc::now());
     Ok(Json(body).into_response())
 }

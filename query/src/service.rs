@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
-use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
@@ -63,7 +63,9 @@ impl From<datafusion::error::DataFusionError> for QueryError {
         use datafusion::error::DataFusionError as E;
         let root = e.find_root();
         let category = match root {
-            E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) | E::Execution(_) | E::ResourcesExhausted(_) => Category::User,
+            E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) | E::Execution(_) | E::ResourcesExhausted(_) => {
+                Category::User
+            }
             _ => Category::System,
         };
         let message = match root {
@@ -152,13 +154,7 @@ impl QueryService {
             .build_arc()
             .map_err(QueryError::from)?;
         let slots = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
-        Ok(Arc::new(Self {
-            catalog: LakeCatalog::new(lake, config),
-            settings,
-            runtime,
-            slots,
-            prepared: Default::default(),
-        }))
+        Ok(Arc::new(Self { catalog: LakeCatalog::new(lake, config), settings, runtime, slots, prepared: Default::default() }))
     }
 
     pub fn settings(&self) -> &QuerySection {
@@ -283,7 +279,9 @@ impl QueryService {
         if cutoff > 0 {
             let scanned = bytes_scanned(plan);
             if scanned > cutoff {
-                return Err(QueryError::cancelled(format!("Query cancelled: it scanned {scanned} bytes, over the {cutoff}-byte cutoff per query")));
+                return Err(QueryError::cancelled(format!(
+                    "Query cancelled: it scanned {scanned} bytes, over the {cutoff}-byte cutoff per query"
+                )));
             }
         }
         Ok((batches, rows))

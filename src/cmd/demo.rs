@@ -86,7 +86,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  cur = connect(endpoint_url='http://{addr}', region_name='us-east-1', s3_staging_dir='{lake_url}/_results/',");
     println!("                aws_access_key_id='x', aws_secret_access_key='x').cursor()");
     println!("  cur.execute(\"SELECT * FROM orders_current LIMIT 5\"); print(cur.fetchall())");
-    println!("  curl -s localhost:{}/v1/query -d '{{\"sql\": \"SELECT count(*) FROM events\"}}' -H 'content-type: application/json'", addr.port());
+    println!(
+        "  curl -s localhost:{}/v1/query -d '{{\"sql\": \"SELECT count(*) FROM events\"}}' -H 'content-type: application/json'",
+        addr.port()
+    );
     sediment_query::server::serve_on(service, listener).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,10 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("lake {}  (events table version {})", s.lake, s.events_version.map_or("none".into(), |v| v.to_string()));
-    println!("{:<10}  {:<9}  {:>9}  {:>10}  {:>9}  {:>11}  {:<20}  {:<20}", "dt", "state", "raw files", "raw bytes", "uncovered", "curated rows", "last compaction", "newest raw file");
+    println!(
+        "{:<10}  {:<9}  {:>9}  {:>10}  {:>9}  {:>11}  {:<20}  {:<20}",
+        "dt", "state", "raw files", "raw bytes", "uncovered", "curated rows", "last compaction", "newest raw file"
+    );
     for d in &s.days {
         println!(
             "{:<10}  {:<9}  {:>9}  {:>10}  {:>9}  {:>11}  {:<20}  {:<20}",
@@ -103,7 +106,11 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(t) = s.newest_raw {
         let lag = chrono::Utc::now() - t;
-        println!("freshness: newest raw file landed {} ago; {} raw files await compaction (visible to SQL now)", humantime::format_duration(lag.to_std().unwrap_or_default()), s.uncovered_files);
+        println!(
+            "freshness: newest raw file landed {} ago; {} raw files await compaction (visible to SQL now)",
+            humantime::format_duration(lag.to_std().unwrap_or_default()),
+            s.uncovered_files
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -42,12 +42,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match format {
         Format::Table => {
             print!("{}", output::to_table(&out));
-            eprintln!(
-                "{} rows, {} scanned, {} ms",
-                out.rows,
-                super::bytes(out.bytes_scanned),
-                (out.planning + out.execution).as_millis()
-            );
+            eprintln!("{} rows, {} scanned, {} ms", out.rows, super::bytes(out.bytes_scanned), (out.planning + out.execution).as_millis());
         }
         Format::Csv => print!("{}", output::to_csv(&out)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&output::to_json(&out))?),

@@ -79,7 +79,13 @@ fn s3(moto: &Moto, prefix: &str) -> Lake {
     let endpoint = moto.endpoint();
     Lake::open_with(
         &format!("s3://lake/{prefix}"),
-        &[("aws_endpoint", endpoint.as_str()), ("aws_access_key_id", "testing"), ("aws_secret_access_key", "testing"), ("aws_region", "us-east-1"), ("aws_allow_http", "true")],
+        &[
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_access_key_id", "testing"),
+            ("aws_secret_access_key", "testing"),
+            ("aws_region", "us-east-1"),
+            ("aws_allow_http", "true"),
+        ],
     )
     .unwrap()
 }
@@ -145,10 +151,18 @@ async fn crash_at_every_write_then_rerun_equals_uninterrupted_run() {
         // While crashed, SQL still sees every event exactly once.
         let svc = QueryService::new(lake.clone(), config()).unwrap();
         let o = svc
-            .run(&QueryRequest { sql: "SELECT count(*) - count(DISTINCT event_id) FROM events".into(), ..Default::default() }, &Cancel::default(), &())
+            .run(
+                &QueryRequest { sql: "SELECT count(*) - count(DISTINCT event_id) FROM events".into(), ..Default::default() },
+                &Cancel::default(),
+                &(),
+            )
             .await
             .unwrap();
-        assert_eq!(sediment_query::output::text_rows(&o)[0][0].as_deref(), Some("0"), "duplicates visible after a crash at write {fail_at}");
+        assert_eq!(
+            sediment_query::output::text_rows(&o)[0][0].as_deref(),
+            Some("0"),
+            "duplicates visible after a crash at write {fail_at}"
+        );
         Compactor::new(lake.clone(), config()).run(&DaySelection::All, false, &()).await.unwrap();
         assert_eq!(contents(&lake).await, want, "re-run after a crash at write {fail_at} differs from the uninterrupted run");
     }

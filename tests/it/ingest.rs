@@ -4,12 +4,8 @@ use crate::support::{Moto, generate, python, run_ok, sediment};
 
 fn summary_numbers(stdout: &str) -> (u64, u64, u64, u64, u64) {
     // "stored N events in F files (W written, E already present), quarantined Q, failed X, …"
-    let nums: Vec<u64> = stdout
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(6)
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let nums: Vec<u64> =
+        stdout.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).take(6).map(|s| s.parse().unwrap()).collect();
     (nums[0], nums[2], nums[3], nums[4], nums[5])
 }
 

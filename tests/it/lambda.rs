@@ -18,10 +18,22 @@ fn invoke(port: u16, function: &str, event: &Value, dir: &Path) -> Value {
     std::fs::write(&file, event.to_string()).unwrap();
     let out = run_ok(
         Command::new(venv_bin("cargo-lambda"))
-            .args(["lambda", "invoke", function, "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string(), "--output-format", "json", "--data-file"])
+            .args([
+                "lambda",
+                "invoke",
+                function,
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+                "--output-format",
+                "json",
+                "--data-file",
+            ])
             .arg(&file),
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{function} returned non-JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{function} returned non-JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn uuid_like() -> u128 {
@@ -94,7 +106,17 @@ fn dynamodb_event(lines: &[String]) -> Value {
 fn watch(binary: &std::path::Path, port: u16, lake: &str, config: &Path, moto: &Moto) -> (Server, Server) {
     let emulator = grouped(Command::new(venv_bin("cargo-lambda")))
         .current_dir(root())
-        .args(["lambda", "watch", "--only-lambda-apis", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string(), "--timeout", "300"])
+        .args([
+            "lambda",
+            "watch",
+            "--only-lambda-apis",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+            "--timeout",
+            "300",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -137,7 +159,10 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
     let lake = "s3://lake/lambda";
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("events.ndjson");
-    generate(&input, &["--events", "1200", "--days", "3", "--start", "2026-09-01", "--seed", "4242", "--malformed", "0.02", "--duplicates", "0.03"]);
+    generate(
+        &input,
+        &["--events", "1200", "--days", "3", "--start", "2026-09-01", "--seed", "4242", "--malformed", "0.02", "--duplicates", "0.03"],
+    );
     let lines: Vec<String> = std::fs::read_to_string(&input).unwrap().lines().map(str::to_owned).collect();
     // Kinesis, a late Kinesis batch after compaction, SQS, and DynamoDB
     // Streams (valid items; an event store holds no malformed rows).
@@ -187,7 +212,14 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
 
     // Every valid event exactly once, duplicates and retries included (the
     // quarantine is checked by lambda_e2e.py below).
-    let q = run_ok(sediment().envs(moto.env()).args(["query", "--format", "json", "--lake", lake, "SELECT count(*), count(DISTINCT event_id) FROM events"]));
+    let q = run_ok(sediment().envs(moto.env()).args([
+        "query",
+        "--format",
+        "json",
+        "--lake",
+        lake,
+        "SELECT count(*), count(DISTINCT event_id) FROM events",
+    ]));
     let v: Value = serde_json::from_slice(&q.stdout).unwrap();
     let ids: std::collections::HashSet<String> = lines
         .iter()
@@ -214,7 +246,8 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
 
     // boto3's Athena client against the server, DuckDB from the NDJSON: per-day
     // counts, revenue, current order state, a past snapshot, the quarantine.
-    let out = python("lambda_e2e.py", &[&format!("http://127.0.0.1:{serve_port}"), lake, input.to_str().unwrap(), "2026-09-02"], &moto.env());
+    let out =
+        python("lambda_e2e.py", &[&format!("http://127.0.0.1:{serve_port}"), lake, input.to_str().unwrap(), "2026-09-02"], &moto.env());
     println!("lambda e2e: {}", out.trim());
     let mut lags = Vec::new();
     for i in 0..5 {

@@ -28,7 +28,10 @@ fn compaction_is_exactly_once_idempotent_and_handles_late_data() {
     std::fs::write(&config, format!("[lake]\nurl = \"{lake}\"\n[ingest]\ncli_batch_events = 2000\n{sample}")).unwrap();
 
     let main = dir.path().join("main.ndjson");
-    generate(&main, &["--events", "15000", "--days", "4", "--start", "2026-10-05", "--seed", "5151", "--duplicates", "0.03", "--malformed", "0.01"]);
+    generate(
+        &main,
+        &["--events", "15000", "--days", "4", "--start", "2026-10-05", "--seed", "5151", "--duplicates", "0.03", "--malformed", "0.01"],
+    );
     run_ok(sediment().envs(moto.env()).args(["ingest", "--config"]).arg(&config).arg("--input").arg(&main));
 
     // Before compaction, SQL already sees every event exactly once.

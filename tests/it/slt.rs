@@ -77,7 +77,8 @@ async fn fixture() -> Arc<QueryService> {
 async fn golden_sql_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
     let service = fixture().await;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "slt")).collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "slt")).collect();
     files.sort();
     assert!(!files.is_empty());
     let mut failures = Vec::new();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, Date32Array, Date32Builder, Float64Array, Float64Builder, Int64Array, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondArray, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
@@ -21,14 +21,20 @@ const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date"
 /// naive date-times.
 pub(crate) fn datetimes(a: &ArrayRef) -> Result<Vec<Option<NaiveDateTime>>> {
     let micros = match a.data_type() {
-        DataType::Date32 | DataType::Date64 => arrow::compute::cast(&arrow::compute::cast(a, &DataType::Date32)?, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
+        DataType::Date32 | DataType::Date64 => {
+            arrow::compute::cast(&arrow::compute::cast(a, &DataType::Date32)?, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+        }
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
             let s = strings(a)?;
             return Ok((0..s.len()).map(|i| if s.is_null(i) { None } else { parse_loose(s.value(i)) }).collect());
         }
         _ => arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
     };
-    let m = micros.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]));
+    let m = micros
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .cloned()
+        .unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]));
     Ok((0..m.len()).map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| t.naive_utc()) }).collect())
 }
 
@@ -184,11 +190,7 @@ fn from_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     let secs = arrow::compute::cast(&args[0], &DataType::Float64)?;
     let secs = secs.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(vec![None; args[0].len()]));
     let vals = (0..secs.len()).map(|i| {
-        if secs.is_null(i) {
-            None
-        } else {
-            DateTime::from_timestamp_millis((secs.value(i) * 1000.0).round() as i64).map(|t| t.naive_utc())
-        }
+        if secs.is_null(i) { None } else { DateTime::from_timestamp_millis((secs.value(i) * 1000.0).round() as i64).map(|t| t.naive_utc()) }
     });
     Ok(ts_array(vals, Some("UTC")))
 }
@@ -443,10 +445,14 @@ fn ret_third(t: &[DataType]) -> Result<DataType> {
 }
 
 fn ret_zoned(_: &[DataType], values: &[Option<&datafusion::common::ScalarValue>]) -> Result<DataType> {
-    let zone = values.get(1).and_then(|v| v.and_then(|v| match v {
-        datafusion::common::ScalarValue::Utf8(Some(s)) | datafusion::common::ScalarValue::Utf8View(Some(s)) | datafusion::common::ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
-        _ => None,
-    }));
+    let zone = values.get(1).and_then(|v| {
+        v.and_then(|v| match v {
+            datafusion::common::ScalarValue::Utf8(Some(s))
+            | datafusion::common::ScalarValue::Utf8View(Some(s))
+            | datafusion::common::ScalarValue::LargeUtf8(Some(s)) => Some(s.clone()),
+            _ => None,
+        })
+    });
     match zone {
         Some(z) => Ok(DataType::Timestamp(TimeUnit::Millisecond, Some(z.into()))),
         None => exec_err!("AT TIME ZONE needs a constant zone name"),

@@ -72,7 +72,11 @@ fn value_text<'j>(j: &mut Jiter<'j>, data: &'j str, peek: Peek) -> Option<&'j st
 /// Applies `f` to (json text, compiled path) per row: `f` gets a parser
 /// positioned on the value at the path, its text, and its first byte.
 /// Paths are compiled once per distinct text.
-fn with_path<B>(args: &[ArrayRef], mut builder: B, mut f: impl for<'j> FnMut(&mut B, Option<(&mut Jiter<'j>, &'j str, Peek)>)) -> Result<B> {
+fn with_path<B>(
+    args: &[ArrayRef],
+    mut builder: B,
+    mut f: impl for<'j> FnMut(&mut B, Option<(&mut Jiter<'j>, &'j str, Peek)>),
+) -> Result<B> {
     let json = strings(&args[0])?;
     let paths = strings(&args[1])?;
     let mut cached: Option<(String, JsonPath)> = None;

@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, Float64Array, Int64Array, ListArray, MapArray, StringArray, new_null_array,
-};
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListArray, MapArray, StringArray, new_null_array};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
@@ -24,18 +22,12 @@ fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     match &types[0] {
         DataType::Float64 | DataType::Float32 | DataType::Float16 => {
             let f = arrow::compute::cast(&args[0], &DataType::Float64)?;
-            let f = f
-                .as_any()
-                .downcast_ref::<Float64Array>()
-                .cloned()
-                .unwrap_or_else(|| Float64Array::from(vec![None; args[0].len()]));
+            let f = f.as_any().downcast_ref::<Float64Array>().cloned().unwrap_or_else(|| Float64Array::from(vec![None; args[0].len()]));
             let r: Float64Array = f.iter().map(|v| v.map(f64::round)).collect();
             Ok(arrow::compute::cast(&(Arc::new(r) as ArrayRef), &types[0])?)
         }
         DataType::Decimal128(_, s) if *s > 0 => {
-            let d = args[0]
-                .as_any()
-                .downcast_ref::<arrow::array::Decimal128Array>();
+            let d = args[0].as_any().downcast_ref::<arrow::array::Decimal128Array>();
             let Some(d) = d else {
                 return Ok(Arc::clone(&args[0]));
             };
@@ -45,11 +37,7 @@ fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
                 .map(|v| {
                     v.map(|x| {
                         let (q, r) = (x / div, x % div);
-                        let q = if r.abs() * 2 >= div {
-                            q + r.signum()
-                        } else {
-                            q
-                        };
+                        let q = if r.abs() * 2 >= div { q + r.signum() } else { q };
                         q * div
                     })
                 })
@@ -63,12 +51,9 @@ fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
 /// `CAST(x AS VARCHAR)` in Trino's text form for temporal and floating values.
 fn to_varchar(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     match &types[0] {
-        DataType::Timestamp(..)
-        | DataType::Float64
-        | DataType::Float32
-        | DataType::List(_)
-        | DataType::Map(_, _)
-        | DataType::Struct(_) => Ok(Arc::new(StringArray::from(render_column(&args[0])))),
+        DataType::Timestamp(..) | DataType::Float64 | DataType::Float32 | DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) => {
+            Ok(Arc::new(StringArray::from(render_column(&args[0]))))
+        }
         DataType::Utf8 => Ok(Arc::clone(&args[0])),
         _ => Ok(arrow::compute::cast(&args[0], &DataType::Utf8)?),
     }
@@ -97,16 +82,10 @@ fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let mut values: Vec<ScalarValue> = Vec::with_capacity(n);
     match &types[0] {
         DataType::List(_) => {
-            let l = args[0]
-                .as_any()
-                .downcast_ref::<ListArray>()
-                .ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?;
+            let l =
+                args[0].as_any().downcast_ref::<ListArray>().ok_or_else(|| datafusion::error::DataFusionError::Internal("list".into()))?;
             let idx = arrow::compute::cast(&args[1], &DataType::Int64)?;
-            let idx = idx
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .cloned()
-                .unwrap_or_else(|| Int64Array::from(vec![None; n]));
+            let idx = idx.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(vec![None; n]));
             for i in 0..n {
                 if l.is_null(i) || idx.is_null(i) {
                     values.push(ScalarValue::try_from(&out_type)?);
@@ -126,10 +105,8 @@ fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
             }
         }
         DataType::Map(_, _) => {
-            let m = args[0]
-                .as_any()
-                .downcast_ref::<MapArray>()
-                .ok_or_else(|| datafusion::error::DataFusionError::Internal("map".into()))?;
+            let m =
+                args[0].as_any().downcast_ref::<MapArray>().ok_or_else(|| datafusion::error::DataFusionError::Internal("map".into()))?;
             for i in 0..n {
                 let key = ScalarValue::try_from_array(&args[1], i)?;
                 let mut found = ScalarValue::try_from(&out_type)?;
@@ -147,10 +124,7 @@ fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
             }
         }
         other => {
-            return exec_err!(
-                "element_at needs an array or a map, got {}",
-                trino_type(other)
-            );
+            return exec_err!("element_at needs an array or a map, got {}", trino_type(other));
         }
     }
     if values.is_empty() {
@@ -201,24 +175,12 @@ fn cast_to_array(args: &[ArrayRef], types: &[DataType], json_elements: bool) -> 
             let refs: Vec<Option<&serde_json::Value>> = parsed.iter().map(Option::as_ref).collect();
             json_to_array(&refs, target, json_elements)
         }
-        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
-            if !json_elements =>
-        {
-            Ok(arrow::compute::cast(a, target)?)
-        }
-        other => exec_err!(
-            "Cannot cast {} to {}",
-            trino_type(other),
-            trino_type(target)
-        ),
+        DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) if !json_elements => Ok(arrow::compute::cast(a, target)?),
+        other => exec_err!("Cannot cast {} to {}", trino_type(other), trino_type(target)),
     }
 }
 
-fn json_to_array(
-    values: &[Option<&serde_json::Value>],
-    ty: &DataType,
-    json_elements: bool,
-) -> Result<ArrayRef> {
+fn json_to_array(values: &[Option<&serde_json::Value>], ty: &DataType, json_elements: bool) -> Result<ArrayRef> {
     use serde_json::Value;
     match ty {
         DataType::List(field) => {
@@ -228,11 +190,7 @@ fn json_to_array(
             for v in values {
                 match v {
                     Some(Value::Array(items)) => {
-                        children.extend(
-                            items
-                                .iter()
-                                .map(|x| if x.is_null() { None } else { Some(x) }),
-                        );
+                        children.extend(items.iter().map(|x| if x.is_null() { None } else { Some(x) }));
                         valid.push(true);
                     }
                     None | Some(Value::Null) => valid.push(false),
@@ -240,9 +198,9 @@ fn json_to_array(
                         return exec_err!("Cannot cast JSON '{other}' to {}", trino_type(ty));
                     }
                 }
-                offsets.push(i32::try_from(children.len()).map_err(|_| {
-                    datafusion::error::DataFusionError::Execution("array too large".into())
-                })?);
+                offsets.push(
+                    i32::try_from(children.len()).map_err(|_| datafusion::error::DataFusionError::Execution("array too large".into()))?,
+                );
             }
             let child = json_to_array(&children, field.data_type(), json_elements)?;
             let list = ListArray::try_new(
@@ -266,16 +224,9 @@ fn json_to_array(
             if matches!(ty, DataType::Utf8) {
                 return Ok(Arc::new(text));
             }
-            let opts = arrow::compute::CastOptions {
-                safe: false,
-                ..Default::default()
-            };
-            arrow::compute::cast_with_options(&text, ty, &opts).map_err(|e| {
-                datafusion::error::DataFusionError::Execution(format!(
-                    "Cannot cast JSON element to {}: {e}",
-                    trino_type(ty)
-                ))
-            })
+            let opts = arrow::compute::CastOptions { safe: false, ..Default::default() };
+            arrow::compute::cast_with_options(&text, ty, &opts)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("Cannot cast JSON element to {}: {e}", trino_type(ty))))
         }
     }
 }
@@ -283,13 +234,7 @@ fn json_to_array(
 pub(crate) fn functions() -> Vec<ScalarUDF> {
     vec![
         udf("__cast_array", &[], any(2), ret_second, cast_array),
-        udf(
-            "__cast_json_array",
-            &[],
-            any(2),
-            ret_second,
-            cast_json_array,
-        ),
+        udf("__cast_json_array", &[], any(2), ret_second, cast_json_array),
         udf("typeof", &[], any(1), ret_utf8, type_of),
         udf("__round_for_int", &[], any(1), ret_first, round_for_int),
         udf("__to_varchar", &[], any(1), ret_utf8, to_varchar),

@@ -28,8 +28,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser;
 use sqlparser::ast::{
-    CastKind, DataType as SqlType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr,
-    FunctionArguments, LimitClause, Query, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    CastKind, DataType as SqlType, DateTimeField, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, LimitClause, Query,
+    Statement, TableFactor, Value, VisitMut, VisitorMut,
 };
 use sqlparser::dialect::{Dialect, GenericDialect};
 use sqlparser::parser::Parser;
@@ -77,14 +77,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     let dialect = TrinoDialect::default();
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
-        .map_err(|e| {
-            DataFusionError::SQL(
-                Box::new(sqlparser::parser::ParserError::TokenizerError(
-                    e.to_string(),
-                )),
-                None,
-            )
-        })?;
+        .map_err(|e| DataFusionError::SQL(Box::new(sqlparser::parser::ParserError::TokenizerError(e.to_string())), None))?;
     let tokens = tokens
         .into_iter()
         .map(|mut t| {
@@ -106,14 +99,9 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
 /// Trino writes array types `ARRAY(BIGINT)`; sqlparser reads `ARRAY<BIGINT>`.
 /// Converted where a type is expected: after `AS` (in a cast) or inside an
 /// array type already converted (`ARRAY(ARRAY(BIGINT))`).
-fn array_type_brackets(
-    mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
-) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+fn array_type_brackets(mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
     use sqlparser::keywords::Keyword;
-    let significant = |tokens: &[sqlparser::tokenizer::TokenWithSpan],
-                       from: usize,
-                       step: isize|
-     -> Option<usize> {
+    let significant = |tokens: &[sqlparser::tokenizer::TokenWithSpan], from: usize, step: isize| -> Option<usize> {
         let mut i = from as isize + step;
         while i >= 0 && (i as usize) < tokens.len() {
             if !matches!(tokens[i as usize].token, Token::Whitespace(_)) {
@@ -130,10 +118,8 @@ fn array_type_brackets(
         if w.keyword != Keyword::ARRAY {
             continue;
         }
-        let after_as = significant(&tokens, i, -1).is_some_and(|p| {
-            matches!(&tokens[p].token, Token::Word(w) if w.keyword == Keyword::AS)
-                || tokens[p].token == Token::Lt
-        });
+        let after_as = significant(&tokens, i, -1)
+            .is_some_and(|p| matches!(&tokens[p].token, Token::Word(w) if w.keyword == Keyword::AS) || tokens[p].token == Token::Lt);
         let Some(open) = significant(&tokens, i, 1) else {
             continue;
         };
@@ -165,9 +151,7 @@ fn array_type_brackets(
 
 /// Trino accepts `VALUES 1, 2, 3` (one-column rows without parentheses);
 /// sqlparser needs `VALUES (1), (2), (3)`.
-fn parenthesize_values(
-    tokens: Vec<sqlparser::tokenizer::TokenWithSpan>,
-) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
     use sqlparser::keywords::Keyword;
     use sqlparser::tokenizer::TokenWithSpan;
     let wrap = |t: Token| TokenWithSpan::wrap(t);
@@ -180,10 +164,7 @@ fn parenthesize_values(
         if !is_values {
             continue;
         }
-        let next = tokens[i..]
-            .iter()
-            .position(|t| !matches!(t.token, Token::Whitespace(_)))
-            .map(|p| i + p);
+        let next = tokens[i..].iter().position(|t| !matches!(t.token, Token::Whitespace(_))).map(|p| i + p);
         if next.is_none_or(|n| tokens[n].token == Token::LParen) {
             continue;
         }
@@ -221,29 +202,17 @@ fn parenthesize_values(
 /// Parses one expression (for rewrites built from text).
 fn parse_expr(text: &str) -> Result<Expr, String> {
     let dialect = TrinoDialect::default();
-    Parser::new(&dialect)
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_expr())
-        .map_err(|e| format!("{e} in rewritten {text:?}"))
+    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
 }
 
 fn parse_query(text: &str) -> Result<Query, String> {
     let dialect = TrinoDialect::default();
-    Parser::new(&dialect)
-        .try_with_sql(text)
-        .and_then(|mut p| p.parse_query())
-        .map(|q| *q)
-        .map_err(|e| e.to_string())
+    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_query()).map(|q| *q).map_err(|e| e.to_string())
 }
 
 /// Registers the Trino functions on a session.
 pub fn register(ctx: &SessionContext) {
-    for f in json::functions()
-        .into_iter()
-        .chain(datetime::functions())
-        .chain(strings::functions())
-        .chain(misc::functions())
-    {
+    for f in json::functions().into_iter().chain(datetime::functions()).chain(strings::functions()).chain(misc::functions()) {
         ctx.register_udf(f);
     }
 }
@@ -253,15 +222,9 @@ pub fn register(ctx: &SessionContext) {
 pub fn rewrite(stmt: &mut Statement, params: &[String]) -> Result<()> {
     let params = params
         .iter()
-        .map(|p| {
-            parse_expr(p)
-                .map_err(|e| DataFusionError::Plan(format!("execution parameter {p:?}: {e}")))
-        })
+        .map(|p| parse_expr(p).map_err(|e| DataFusionError::Plan(format!("execution parameter {p:?}: {e}"))))
         .collect::<Result<Vec<_>>>()?;
-    let mut r = Rewriter {
-        params: 0,
-        values: params,
-    };
+    let mut r = Rewriter { params: 0, values: params };
     if let ControlFlow::Break(e) = stmt.visit(&mut r) {
         return Err(DataFusionError::Plan(e));
     }
@@ -280,10 +243,7 @@ pub fn rewrite(stmt: &mut Statement, params: &[String]) -> Result<()> {
 pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::dataframe::DataFrame> {
     let mut statements = parse(text)?;
     if statements.len() != 1 {
-        return Err(DataFusionError::Plan(format!(
-            "expected one statement, got {}",
-            statements.len()
-        )));
+        return Err(DataFusionError::Plan(format!("expected one statement, got {}", statements.len())));
     }
     let mut stmt = statements.remove(0);
     rewrite(&mut stmt, &[])?;
@@ -293,11 +253,7 @@ pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::datafra
 
 /// Plans one rewritten statement on a session.
 pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> {
-    state
-        .statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(
-            stmt,
-        )))
-        .await
+    state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
 }
 
 struct Rewriter {
@@ -329,19 +285,12 @@ fn rename(f: &mut Function, to: &str) {
 }
 
 fn call(name: &str, args: Vec<Expr>) -> Expr {
-    let list = args
-        .into_iter()
-        .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e)))
-        .collect();
+    let list = args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect();
     Expr::Function(Function {
         name: sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(name)]),
         uses_odbc_syntax: false,
         parameters: FunctionArguments::None,
-        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList {
-            duplicate_treatment: None,
-            args: list,
-            clauses: vec![],
-        }),
+        args: FunctionArguments::List(sqlparser::ast::FunctionArgumentList { duplicate_treatment: None, args: list, clauses: vec![] }),
         filter: None,
         null_treatment: None,
         over: None,
@@ -363,10 +312,7 @@ fn is_integer_type(t: &SqlType) -> bool {
 }
 
 fn is_varchar_type(t: &SqlType) -> bool {
-    matches!(
-        t,
-        SqlType::Varchar(_) | SqlType::String(_) | SqlType::Text | SqlType::CharacterVarying(_)
-    )
+    matches!(t, SqlType::Varchar(_) | SqlType::String(_) | SqlType::Text | SqlType::CharacterVarying(_))
 }
 
 /// Inside `try(…)`: failing casts and division by zero give NULL.
@@ -376,19 +322,10 @@ impl VisitorMut for Tryer {
     type Break = ();
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         match expr {
-            Expr::Cast { kind, .. } if matches!(kind, CastKind::Cast | CastKind::DoubleColon) => {
-                *kind = CastKind::TryCast
-            }
-            Expr::BinaryOp {
-                op: sqlparser::ast::BinaryOperator::Divide | sqlparser::ast::BinaryOperator::Modulo,
-                right,
-                ..
-            } => {
+            Expr::Cast { kind, .. } if matches!(kind, CastKind::Cast | CastKind::DoubleColon) => *kind = CastKind::TryCast,
+            Expr::BinaryOp { op: sqlparser::ast::BinaryOperator::Divide | sqlparser::ast::BinaryOperator::Modulo, right, .. } => {
                 let r = std::mem::replace(right.as_mut(), Expr::value(Value::Null));
-                **right = call(
-                    "nullif",
-                    vec![r, Expr::value(Value::Number("0".into(), false))],
-                );
+                **right = call("nullif", vec![r, Expr::value(Value::Number("0".into(), false))]);
             }
             _ => {}
         }
@@ -404,11 +341,7 @@ impl Rewriter {
         Ok(match name.as_str() {
             "approx_percentile" => match a.as_slice() {
                 [x, Expr::Array(arr)] => {
-                    let parts: Vec<String> = arr
-                        .elem
-                        .iter()
-                        .map(|p| format!("approx_percentile_cont({}, {})", text(x), text(p)))
-                        .collect();
+                    let parts: Vec<String> = arr.elem.iter().map(|p| format!("approx_percentile_cont({}, {})", text(x), text(p))).collect();
                     Some(parse_expr(&format!("make_array({})", parts.join(", ")))?)
                 }
                 _ => {
@@ -425,43 +358,25 @@ impl Rewriter {
                 None
             }
             "count_if" => match a.as_slice() {
-                [c] => Some(parse_expr(&format!(
-                    "count(CASE WHEN {} THEN 1 END)",
-                    text(c)
-                ))?),
+                [c] => Some(parse_expr(&format!("count(CASE WHEN {} THEN 1 END)", text(c)))?),
                 _ => return Err("count_if takes one argument".into()),
             },
             "max_by" | "min_by" => match a.as_slice() {
                 [x, y] => {
                     let dir = if name == "max_by" { "DESC" } else { "ASC" };
-                    let mut e = parse_expr(&format!(
-                        "first_value({} ORDER BY {} {dir} NULLS LAST)",
-                        text(x),
-                        text(y)
-                    ))?;
+                    let mut e = parse_expr(&format!("first_value({} ORDER BY {} {dir} NULLS LAST)", text(x), text(y)))?;
                     if let (Expr::Function(g), Some(filter)) = (&mut e, f.filter.take()) {
                         g.filter = Some(filter);
                     }
                     Some(e)
                 }
                 _ => {
-                    return Err(format!(
-                        "{name}(x, y, n) is not supported; use {name}(x, y)"
-                    ));
+                    return Err(format!("{name}(x, y, n) is not supported; use {name}(x, y)"));
                 }
             },
             "if" => match a.as_slice() {
-                [c, t] => Some(parse_expr(&format!(
-                    "CASE WHEN {} THEN {} END",
-                    text(c),
-                    text(t)
-                ))?),
-                [c, t, e] => Some(parse_expr(&format!(
-                    "CASE WHEN {} THEN {} ELSE {} END",
-                    text(c),
-                    text(t),
-                    text(e)
-                ))?),
+                [c, t] => Some(parse_expr(&format!("CASE WHEN {} THEN {} END", text(c), text(t)))?),
+                [c, t, e] => Some(parse_expr(&format!("CASE WHEN {} THEN {} ELSE {} END", text(c), text(t), text(e)))?),
                 _ => return Err("if takes two or three arguments".into()),
             },
             "try" => match a.as_slice() {
@@ -488,23 +403,12 @@ impl Rewriter {
                 rename(f, "array_any_match");
                 None
             }
-            "none_match" => Some(parse_expr(&format!(
-                "NOT array_any_match({})",
-                a.iter().map(text).collect::<Vec<_>>().join(", ")
-            ))?),
+            "none_match" => Some(parse_expr(&format!("NOT array_any_match({})", a.iter().map(text).collect::<Vec<_>>().join(", ")))?),
             "all_match" => match a.as_slice() {
                 [arr, Expr::Lambda(l)] => {
                     let params: Vec<String> = l.params.iter().map(|p| p.to_string()).collect();
-                    let params = if params.len() == 1 {
-                        params[0].clone()
-                    } else {
-                        format!("({})", params.join(", "))
-                    };
-                    Some(parse_expr(&format!(
-                        "NOT array_any_match({}, {params} -> NOT coalesce(({}), false))",
-                        text(arr),
-                        l.body
-                    ))?)
+                    let params = if params.len() == 1 { params[0].clone() } else { format!("({})", params.join(", ")) };
+                    Some(parse_expr(&format!("NOT array_any_match({}, {params} -> NOT coalesce(({}), false))", text(arr), l.body))?)
                 }
                 _ => return Err("all_match takes an array and a lambda".into()),
             },
@@ -520,8 +424,7 @@ impl Rewriter {
                 rename(f, "array_to_string");
                 None
             }
-            "reduce" | "zip_with" | "histogram" | "map_agg" | "multimap_agg" | "transform_keys"
-            | "transform_values" => {
+            "reduce" | "zip_with" | "histogram" | "map_agg" | "multimap_agg" | "transform_keys" | "transform_values" => {
                 return Err(format!("{name} is not supported yet"));
             }
             _ => None,
@@ -540,19 +443,9 @@ impl VisitorMut for Rewriter {
             },
             // SUBSTR/SUBSTRING syntax is planned by DataFusion's own planner;
             // a plain call reaches the registry, where Trino's `substr` is.
-            Expr::Substring {
-                expr: inner,
-                substring_from,
-                substring_for,
-                ..
-            } => {
+            Expr::Substring { expr: inner, substring_from, substring_for, .. } => {
                 let mut a = vec![(**inner).clone()];
-                a.push(
-                    substring_from
-                        .as_deref()
-                        .cloned()
-                        .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false))),
-                );
+                a.push(substring_from.as_deref().cloned().unwrap_or_else(|| Expr::value(Value::Number("1".into(), false))));
                 if let Some(f) = substring_for {
                     a.push((**f).clone());
                 }
@@ -561,10 +454,7 @@ impl VisitorMut for Rewriter {
             // A timestamp literal's precision is its number of fraction digits.
             Expr::TypedString(ts) if matches!(ts.data_type, SqlType::Timestamp(None, _)) => {
                 let text = ts.value.clone().into_string().unwrap_or_default();
-                let digits = text
-                    .split_once('.')
-                    .map(|(_, f)| f.chars().take_while(char::is_ascii_digit).count())
-                    .unwrap_or(0);
+                let digits = text.split_once('.').map(|(_, f)| f.chars().take_while(char::is_ascii_digit).count()).unwrap_or(0);
                 let p = match digits {
                     0 => 0,
                     1..=3 => 3,
@@ -576,16 +466,8 @@ impl VisitorMut for Rewriter {
                 }
                 None
             }
-            Expr::AtTimeZone {
-                timestamp,
-                time_zone,
-            } => Some(call(
-                "__at_timezone",
-                vec![(**timestamp).clone(), (**time_zone).clone()],
-            )),
-            Expr::Extract {
-                field, expr: inner, ..
-            } => {
+            Expr::AtTimeZone { timestamp, time_zone } => Some(call("__at_timezone", vec![(**timestamp).clone(), (**time_zone).clone()])),
+            Expr::Extract { field, expr: inner, .. } => {
                 let f = match field {
                     DateTimeField::Dow | DateTimeField::DayOfWeek => Some("day_of_week"),
                     DateTimeField::Doy | DateTimeField::DayOfYear => Some("day_of_year"),
@@ -601,19 +483,10 @@ impl VisitorMut for Rewriter {
                 };
                 f.map(|f| call(f, vec![(**inner).clone()]))
             }
-            Expr::Cast {
-                kind,
-                expr: inner,
-                data_type,
-                ..
-            } if matches!(
-                kind,
-                CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast
-            ) =>
+            Expr::Cast { kind, expr: inner, data_type, .. }
+                if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) =>
             {
-                if let SqlType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(elem)) =
-                    data_type
-                {
+                if let SqlType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(elem)) = data_type {
                     // From JSON text or another array; the typed NULL carries the target.
                     let (name, target) = match elem.as_ref() {
                         SqlType::JSON => ("__cast_json_array", "ARRAY<VARCHAR>".to_owned()),
@@ -659,29 +532,19 @@ impl VisitorMut for Rewriter {
             if fetch.percent || fetch.with_ties {
                 return ControlFlow::Break("FETCH … PERCENT / WITH TIES is not supported".into());
             }
-            let limit = fetch
-                .quantity
-                .unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
+            let limit = fetch.quantity.unwrap_or_else(|| Expr::value(Value::Number("1".into(), false)));
             let offset = match q.limit_clause.take() {
                 Some(LimitClause::LimitOffset { offset, .. }) => offset,
                 _ => None,
             };
-            q.limit_clause = Some(LimitClause::LimitOffset {
-                limit: Some(limit),
-                offset,
-                limit_by: vec![],
-            });
+            q.limit_clause = Some(LimitClause::LimitOffset { limit: Some(limit), offset, limit_by: vec![] });
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
         // `FROM UNNEST(a) WITH ORDINALITY AS t(x, n)`: zip with 1..cardinality(a).
-        if let TableFactor::UNNEST {
-            array_exprs,
-            with_ordinality,
-            ..
-        } = t
+        if let TableFactor::UNNEST { array_exprs, with_ordinality, .. } = t
             && *with_ordinality
             && let Some(first) = array_exprs.first()
         {
@@ -691,44 +554,29 @@ impl VisitorMut for Rewriter {
             }
             *with_ordinality = false;
         }
-        if let TableFactor::Table {
-            name,
-            alias,
-            sample,
-            ..
-        } = t
+        if let TableFactor::Table { name, alias, sample, .. } = t
             && let Some(kind) = sample.take()
         {
             let s = match kind {
-                sqlparser::ast::TableSampleKind::BeforeTableAlias(s)
-                | sqlparser::ast::TableSampleKind::AfterTableAlias(s) => s,
+                sqlparser::ast::TableSampleKind::BeforeTableAlias(s) | sqlparser::ast::TableSampleKind::AfterTableAlias(s) => s,
             };
             let Some(q) = s.quantity.as_ref() else {
                 return ControlFlow::Break("TABLESAMPLE needs a percentage".into());
             };
             let pct = q.value.to_string();
-            let sub = match parse_query(&format!(
-                "SELECT * FROM {name} WHERE random() * 100 < ({pct})"
-            )) {
+            let sub = match parse_query(&format!("SELECT * FROM {name} WHERE random() * 100 < ({pct})")) {
                 Ok(q) => q,
                 Err(e) => return ControlFlow::Break(e),
             };
             let alias = alias.take().or_else(|| {
-                name.0.last().and_then(|p| p.as_ident().cloned()).map(|i| {
-                    sqlparser::ast::TableAlias {
-                        name: i,
-                        columns: vec![],
-                        explicit: true,
-                        at: None,
-                    }
+                name.0.last().and_then(|p| p.as_ident().cloned()).map(|i| sqlparser::ast::TableAlias {
+                    name: i,
+                    columns: vec![],
+                    explicit: true,
+                    at: None,
                 })
             });
-            *t = TableFactor::Derived {
-                lateral: false,
-                subquery: Box::new(sub),
-                alias,
-                sample: None,
-            };
+            *t = TableFactor::Derived { lateral: false, subquery: Box::new(sub), alias, sample: None };
         }
         ControlFlow::Continue(())
     }
@@ -740,10 +588,7 @@ impl VisitorMut for Rewriter {
 /// `FROM (SELECT t.*, unnest(t.a) AS x, … FROM t) AS t`, and `u.x` becomes
 /// `t.x`. Several arrays are zipped, as in Trino; rows whose arrays are empty
 /// or NULL produce nothing, as in Trino's CROSS JOIN.
-fn lateral_unnest(
-    select: &mut sqlparser::ast::Select,
-    renames: &mut Vec<(String, String)>,
-) -> Result<(), String> {
+fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String, String)>) -> Result<(), String> {
     use sqlparser::ast::{Join, JoinOperator, TableAlias, TableWithJoins};
     // The comma form: `FROM t, UNNEST(…)` is a cross join.
     if select.from.len() == 2
@@ -761,14 +606,7 @@ fn lateral_unnest(
     for twj in select.from.iter_mut() {
         let TableWithJoins { relation, joins } = twj;
         let Some(Join {
-            relation:
-                TableFactor::UNNEST {
-                    alias: Some(ualias),
-                    array_exprs,
-                    with_offset: false,
-                    with_ordinality,
-                    ..
-                },
+            relation: TableFactor::UNNEST { alias: Some(ualias), array_exprs, with_offset: false, with_ordinality, .. },
             join_operator,
             ..
         }) = joins.first()
@@ -779,10 +617,9 @@ fn lateral_unnest(
             continue;
         }
         let left = match relation {
-            TableFactor::Table { name, alias, .. } => alias
-                .as_ref()
-                .map(|a| a.name.clone())
-                .or_else(|| name.0.last().and_then(|p| p.as_ident().cloned())),
+            TableFactor::Table { name, alias, .. } => {
+                alias.as_ref().map(|a| a.name.clone()).or_else(|| name.0.last().and_then(|p| p.as_ident().cloned()))
+            }
             TableFactor::Derived { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
             _ => None,
         };
@@ -792,50 +629,24 @@ fn lateral_unnest(
             return Err(format!(
                 "UNNEST AS {}(…) needs {want} column name(s): one per array{}",
                 ualias.name,
-                if *with_ordinality {
-                    " and one for WITH ORDINALITY"
-                } else {
-                    ""
-                }
+                if *with_ordinality { " and one for WITH ORDINALITY" } else { "" }
             ));
         }
-        let mut items: Vec<String> = array_exprs
-            .iter()
-            .zip(&ualias.columns)
-            .map(|(e, c)| format!("unnest({e}) AS {}", c.name))
-            .collect();
+        let mut items: Vec<String> = array_exprs.iter().zip(&ualias.columns).map(|(e, c)| format!("unnest({e}) AS {}", c.name)).collect();
         if *with_ordinality {
             let longest = if array_exprs.len() == 1 {
                 format!("cardinality({})", array_exprs[0])
             } else {
-                format!(
-                    "greatest({})",
-                    array_exprs
-                        .iter()
-                        .map(|e| format!("cardinality({e})"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+                format!("greatest({})", array_exprs.iter().map(|e| format!("cardinality({e})")).collect::<Vec<_>>().join(", "))
             };
-            items.push(format!(
-                "unnest(generate_series(1, {longest})) AS {}",
-                ualias.columns[want - 1].name
-            ));
+            items.push(format!("unnest(generate_series(1, {longest})) AS {}", ualias.columns[want - 1].name));
         }
-        let sub = parse_query(&format!(
-            "SELECT {left}.*, {} FROM {relation}",
-            items.join(", ")
-        ))?;
+        let sub = parse_query(&format!("SELECT {left}.*, {} FROM {relation}", items.join(", ")))?;
         renames.push((ualias.name.value.to_lowercase(), left.value.clone()));
         *relation = TableFactor::Derived {
             lateral: false,
             subquery: Box::new(sub),
-            alias: Some(TableAlias {
-                explicit: true,
-                name: left,
-                columns: vec![],
-                at: None,
-            }),
+            alias: Some(TableAlias { explicit: true, name: left, columns: vec![], at: None }),
             sample: None,
         };
         joins.remove(0);
@@ -913,53 +724,22 @@ mod tests {
 
     fn rw(sql: &str) -> String {
         let mut s = parse(sql).unwrap().remove(0);
-        let params: Vec<String> = if sql.contains('?') {
-            vec!["'x'".into(), "DATE '2026-11-02'".into()]
-        } else {
-            vec![]
-        };
+        let params: Vec<String> = if sql.contains('?') { vec!["'x'".into(), "DATE '2026-11-02'".into()] } else { vec![] };
         rewrite(&mut s, &params).unwrap();
         s.to_string()
     }
 
     #[test]
     fn rewrites() {
-        assert_eq!(
-            rw(r#"SELECT "UserId" FROM "Events""#),
-            r#"SELECT "userid" FROM "events""#
-        );
-        assert_eq!(
-            rw("SELECT CAST(x AS INTEGER) FROM t"),
-            "SELECT CAST(__round_for_int(x) AS INTEGER) FROM t"
-        );
-        assert_eq!(
-            rw("SELECT count_if(a > 1) FROM t"),
-            "SELECT count(CASE WHEN a > 1 THEN 1 END) FROM t"
-        );
-        assert_eq!(
-            rw("SELECT ts AT TIME ZONE 'UTC' FROM t"),
-            "SELECT __at_timezone(ts, 'UTC') FROM t"
-        );
-        assert_eq!(
-            rw("SELECT * FROM t FETCH FIRST 5 ROWS ONLY"),
-            "SELECT * FROM t LIMIT 5"
-        );
-        assert_eq!(
-            rw("SELECT a FROM t WHERE b = ? AND c = ?"),
-            "SELECT a FROM t WHERE b = 'x' AND c = DATE '2026-11-02'"
-        );
-        assert_eq!(
-            rw("SELECT try(1 / x) FROM t"),
-            "SELECT (1 / nullif(x, 0)) FROM t"
-        );
-        assert_eq!(
-            rw("SELECT max_by(a, b) FROM t"),
-            "SELECT first_value(a ORDER BY b DESC NULLS LAST) FROM t"
-        );
+        assert_eq!(rw(r#"SELECT "UserId" FROM "Events""#), r#"SELECT "userid" FROM "events""#);
+        assert_eq!(rw("SELECT CAST(x AS INTEGER) FROM t"), "SELECT CAST(__round_for_int(x) AS INTEGER) FROM t");
+        assert_eq!(rw("SELECT count_if(a > 1) FROM t"), "SELECT count(CASE WHEN a > 1 THEN 1 END) FROM t");
+        assert_eq!(rw("SELECT ts AT TIME ZONE 'UTC' FROM t"), "SELECT __at_timezone(ts, 'UTC') FROM t");
+        assert_eq!(rw("SELECT * FROM t FETCH FIRST 5 ROWS ONLY"), "SELECT * FROM t LIMIT 5");
+        assert_eq!(rw("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = 'x' AND c = DATE '2026-11-02'");
+        assert_eq!(rw("SELECT try(1 / x) FROM t"), "SELECT (1 / nullif(x, 0)) FROM t");
+        assert_eq!(rw("SELECT max_by(a, b) FROM t"), "SELECT first_value(a ORDER BY b DESC NULLS LAST) FROM t");
         assert!(rw("SELECT * FROM t TABLESAMPLE BERNOULLI (10)").contains("random() * 100 < (10)"));
-        assert_eq!(
-            rw("SELECT transform(a, x -> x + 1) FROM t"),
-            "SELECT array_transform(a, x -> x + 1) FROM t"
-        );
+        assert_eq!(rw("SELECT transform(a, x -> x + 1) FROM t"), "SELECT array_transform(a, x -> x + 1) FROM t");
     }
 }

@@ -39,7 +39,13 @@ fn substr(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
         let n = chars.len() as i64;
         let st = start.value(si);
         // Trino: 1-based; negative counts from the end; 0 or beyond the end gives ''.
-        let from = if st > 0 { st - 1 } else if st < 0 { n + st } else { n };
+        let from = if st > 0 {
+            st - 1
+        } else if st < 0 {
+            n + st
+        } else {
+            n
+        };
         if from < 0 || from >= n {
             b.append_value("");
             continue;

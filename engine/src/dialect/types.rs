@@ -118,7 +118,9 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
                 Ok(fmt) => {
                     // Logical nulls: a NullArray (`SELECT NULL`) has no null buffer.
                     let nulls = a.logical_nulls();
-                    (0..n).map(|i| if nulls.as_ref().is_some_and(|b| b.is_null(i)) { None } else { Some(fmt.value(i).to_string()) }).collect()
+                    (0..n)
+                        .map(|i| if nulls.as_ref().is_some_and(|b| b.is_null(i)) { None } else { Some(fmt.value(i).to_string()) })
+                        .collect()
                 }
                 Err(_) => vec![None; n],
             }
@@ -168,8 +170,11 @@ fn render_nested(a: &ArrayRef, i: usize) -> String {
             let entries = m.value(i);
             let keys = render_column(entries.column(0));
             let vals = render_column(entries.column(1));
-            let parts: Vec<String> =
-                keys.into_iter().zip(vals).map(|(k, v)| format!("{}={}", k.unwrap_or_else(|| "null".into()), v.unwrap_or_else(|| "null".into()))).collect();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .zip(vals)
+                .map(|(k, v)| format!("{}={}", k.unwrap_or_else(|| "null".into()), v.unwrap_or_else(|| "null".into())))
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
         DataType::Struct(fields) => {
@@ -206,7 +211,8 @@ mod tests {
         assert_eq!(trino_type(&DataType::Decimal128(10, 2)), "decimal(10,2)");
         let ts: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123), None]));
         assert_eq!(render_column(&ts), vec![Some("2026-11-02 13:05:09.123".into()), None]);
-        let zoned: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123)]).with_timezone("America/New_York"));
+        let zoned: ArrayRef =
+            Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123)]).with_timezone("America/New_York"));
         assert_eq!(render_column(&zoned), vec![Some("2026-11-02 08:05:09.123 America/New_York".into())]);
         assert_eq!(trino_double(1.0), "1.0");
         assert_eq!(trino_double(2.5), "2.5");

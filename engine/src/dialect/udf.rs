@@ -79,7 +79,14 @@ impl ScalarUDFImpl for Udf {
 
 /// A scalar UDF from its parts.
 pub(crate) fn udf(name: &'static str, aliases: &[&str], signature: Signature, ret: ReturnRule, kernel: Kernel) -> ScalarUDF {
-    ScalarUDF::new_from_impl(Udf { name, aliases: aliases.iter().map(|s| (*s).to_owned()).collect(), signature, ret, ret_values: None, kernel })
+    ScalarUDF::new_from_impl(Udf {
+        name,
+        aliases: aliases.iter().map(|s| (*s).to_owned()).collect(),
+        signature,
+        ret,
+        ret_values: None,
+        kernel,
+    })
 }
 
 /// Like [`udf`], with a return type computed from constant arguments.
