@@ -39,15 +39,24 @@ enum Command {
     Demo(cmd::demo::Args),
 }
 
+/// Logs on stderr. A server writes JSON lines, the query log among them
+/// (one line per query, target `sediment::query`); other commands write
+/// text and only warnings unless `SEDIMENT_LOG` asks for more.
+fn init_logging(serving: bool) {
+    let quiet = "warn,buoyant_kernel=off,delta_kernel=off";
+    let default = if serving { format!("{quiet},sediment::query=info") } else { quiet.to_owned() };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEDIMENT_LOG").unwrap_or_else(|_| default.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if serving {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.init();
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SEDIMENT_LOG")
-                .unwrap_or_else(|_| "warn,buoyant_kernel=off,delta_kernel=off".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

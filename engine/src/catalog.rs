@@ -315,13 +315,7 @@ impl TableProvider for CurrentTable {
         let snapshots = c.derived_files(&self.projection.name, "snapshot_date").await?;
         let base = self.base(&snapshots).await?;
         let mut states = States::new();
-        let ctx = datafusion::prelude::SessionContext::new_with_state(
-            datafusion::execution::SessionStateBuilder::new()
-                .with_config(session.config().clone())
-                .with_runtime_env(session.runtime_env().clone())
-                .with_default_features()
-                .build(),
-        );
+        let ctx = crate::session::context(session.config().clone(), session.runtime_env().clone());
         ctx.register_table("events", Arc::new(EventsTable::new(c.lake.clone(), Arc::clone(&c.manifests))))?;
         if let Some(b) = base {
             let files: BTreeMap<NaiveDate, Vec<SnapshotFile>> = snapshots.get(&b).map(|f| (b, f.clone())).into_iter().collect();

@@ -560,6 +560,45 @@ fn read_acc(spec: &ColumnSpec, arr: &ArrayRef, row: usize) -> Option<Acc> {
     Some(Acc::Value(Some(v)))
 }
 
+/// Folds every row of an events batch (columns named as in `events`; any
+/// timestamp unit). Rows must be in fold order. Returns cast errors per column.
+pub fn fold_batch(folder: &Folder, states: &mut States, batch: &RecordBatch, cast_errors: &mut u64) -> Result<()> {
+    use arrow::compute::cast as arrow_cast;
+    let input = |name: &str| Error::Input { projection: folder.name.clone(), column: name.to_owned() };
+    let text = |name: &str| -> Result<&StringArray> {
+        batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(|| input(name))
+    };
+    let ts = |name: &str| -> Result<TimestampMicrosecondArray> {
+        let c = batch.column_by_name(name).ok_or_else(|| input(name))?;
+        let m = arrow_cast(c, &delta_timestamp())?;
+        m.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().ok_or_else(|| input(name))
+    };
+    let (ids, types, agg_types, agg_ids, sources, payloads) =
+        (text("event_id")?, text("event_type")?, text("aggregate_type")?, text("aggregate_id")?, text("source")?, text("payload")?);
+    let versions = batch
+        .column_by_name("event_version")
+        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>())
+        .ok_or_else(|| input("event_version"))?;
+    let seqs = batch.column_by_name("sequence").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).ok_or_else(|| input("sequence"))?;
+    let (occurred, ingested) = (ts("occurred_at")?, ts("ingested_at")?);
+    for i in 0..batch.num_rows() {
+        let e = FoldEvent {
+            event_id: ids.value(i),
+            event_type: types.value(i),
+            event_version: versions.value(i),
+            aggregate_type: agg_types.value(i),
+            aggregate_id: agg_ids.value(i),
+            sequence: seqs.is_valid(i).then(|| seqs.value(i)),
+            occurred_at: occurred.value(i),
+            ingested_at: ingested.value(i),
+            source: sources.value(i),
+            payload: payloads.value(i),
+        };
+        *cast_errors += folder.apply(states, &e);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -670,43 +709,4 @@ columns = [
         assert_eq!(parse_decimal("abc", 5, 0), None);
         assert_eq!(parse_decimal(".5", 5, 0), Some(1));
     }
-}
-
-/// Folds every row of an events batch (columns named as in `events`; any
-/// timestamp unit). Rows must be in fold order. Returns cast errors per column.
-pub fn fold_batch(folder: &Folder, states: &mut States, batch: &RecordBatch, cast_errors: &mut u64) -> Result<()> {
-    use arrow::compute::cast as arrow_cast;
-    let input = |name: &str| Error::Input { projection: folder.name.clone(), column: name.to_owned() };
-    let text = |name: &str| -> Result<&StringArray> {
-        batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>()).ok_or_else(|| input(name))
-    };
-    let ts = |name: &str| -> Result<TimestampMicrosecondArray> {
-        let c = batch.column_by_name(name).ok_or_else(|| input(name))?;
-        let m = arrow_cast(c, &delta_timestamp())?;
-        m.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().ok_or_else(|| input(name))
-    };
-    let (ids, types, agg_types, agg_ids, sources, payloads) =
-        (text("event_id")?, text("event_type")?, text("aggregate_type")?, text("aggregate_id")?, text("source")?, text("payload")?);
-    let versions = batch
-        .column_by_name("event_version")
-        .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>())
-        .ok_or_else(|| input("event_version"))?;
-    let seqs = batch.column_by_name("sequence").and_then(|c| c.as_any().downcast_ref::<Int64Array>()).ok_or_else(|| input("sequence"))?;
-    let (occurred, ingested) = (ts("occurred_at")?, ts("ingested_at")?);
-    for i in 0..batch.num_rows() {
-        let e = FoldEvent {
-            event_id: ids.value(i),
-            event_type: types.value(i),
-            event_version: versions.value(i),
-            aggregate_type: agg_types.value(i),
-            aggregate_id: agg_ids.value(i),
-            sequence: seqs.is_valid(i).then(|| seqs.value(i)),
-            occurred_at: occurred.value(i),
-            ingested_at: ingested.value(i),
-            source: sources.value(i),
-            payload: payloads.value(i),
-        };
-        *cast_errors += folder.apply(states, &e);
-    }
-    Ok(())
 }

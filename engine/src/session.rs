@@ -1,10 +1,19 @@
 //! A DataFusion session wired to a lake: object store, tuned Parquet reads,
-//! memory pool with spilling.
+//! memory pool with spilling, and every operator that can emit without
+//! reading made to yield.
 
 use std::sync::Arc;
 
+use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::execution_plan::{CardinalityEffect, SchedulingType};
+use datafusion::physical_plan::union::{InterleaveExec, UnionExec};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use sediment_lake::Lake;
 
@@ -46,11 +55,60 @@ pub fn session_config(opts: &SessionOptions) -> SessionConfig {
     config
 }
 
+/// A context with DataFusion's defaults plus [`YieldingAmplifiers`].
+pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
+        .build();
+    SessionContext::new_with_state(state)
+}
+
 /// A session over `lake`.
 pub fn session(lake: &Lake, opts: &SessionOptions) -> datafusion::error::Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new().with_memory_pool(Arc::new(FairSpillPool::new(opts.memory_limit))).build_arc()?;
-    let ctx = SessionContext::new_with_config_rt(session_config(opts), runtime);
+    let ctx = context(session_config(opts), runtime);
     let url = lake_store_url();
     ctx.register_object_store(url.as_ref(), lake.store());
     Ok(ctx)
+}
+
+/// Wraps every operator that may emit more rows than it reads (joins,
+/// unnest, and any operator that does not say) in DataFusion's
+/// [`CooperativeExec`], so it spends the task's scheduling budget per batch.
+///
+/// DataFusion's own `EnsureCooperative` makes leaves and exchanges yield,
+/// which covers plans whose work is driven by reading. A cross join is not:
+/// after one batch from its probe side it emits `build rows × batch` rows
+/// without polling a child again, so its task never returns `Pending`,
+/// holds its worker thread, and cannot be aborted (an abort takes effect at
+/// the next yield). Behind this wrapper such a task yields every 128 batches
+/// and a timeout or a cancel ends it.
+#[derive(Debug, Default)]
+pub struct YieldingAmplifiers;
+
+impl PhysicalOptimizerRule for YieldingAmplifiers {
+    fn optimize(&self, plan: Arc<dyn ExecutionPlan>, _: &ConfigOptions) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let amplifies = matches!(node.cardinality_effect(), CardinalityEffect::Unknown | CardinalityEffect::GreaterEqual);
+            let forwards = node.downcast_ref::<UnionExec>().is_some()
+                || node.downcast_ref::<InterleaveExec>().is_some()
+                || node.downcast_ref::<CooperativeExec>().is_some();
+            if node.children().is_empty() || forwards || !amplifies || node.properties().scheduling_type == SchedulingType::Cooperative {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>))
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "YieldingAmplifiers"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }

@@ -91,6 +91,9 @@ impl EventsState {
     }
 }
 
+/// Raw files by day.
+pub type RawByDay = BTreeMap<NaiveDate, Vec<RawObject>>;
+
 /// Immutable manifests, cached by key, the last loaded snapshot of each
 /// Delta table (brought up to date on every use), and, when a TTL is set,
 /// the last listing of all raw files.
@@ -99,7 +102,7 @@ pub struct ManifestCache {
     entries: Mutex<HashMap<String, Arc<ManifestV1>>>,
     pub tables: delta::TableCache,
     raw_listing_ttl: Duration,
-    raw_listing: Mutex<Option<(Instant, Arc<BTreeMap<NaiveDate, Vec<RawObject>>>)>>,
+    raw_listing: Mutex<Option<(Instant, Arc<RawByDay>)>>,
 }
 
 impl ManifestCache {
@@ -108,7 +111,7 @@ impl ManifestCache {
         Self { raw_listing_ttl: ttl, ..Self::default() }
     }
 
-    fn fresh_raw_listing(&self) -> Option<Arc<BTreeMap<NaiveDate, Vec<RawObject>>>> {
+    fn fresh_raw_listing(&self) -> Option<Arc<RawByDay>> {
         let guard = self.raw_listing.lock().unwrap_or_else(|p| p.into_inner());
         guard.as_ref().filter(|(at, _)| at.elapsed() < self.raw_listing_ttl).map(|(_, l)| Arc::clone(l))
     }

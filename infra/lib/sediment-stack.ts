@@ -190,7 +190,8 @@ export class SedimentStack extends Stack {
     });
     taskDef.addContainer('sediment', {
       image: ecs.ContainerImage.fromRegistry(queryImage.valueAsString),
-      command: ['serve', '--listen', '0.0.0.0:8080', '--allow-unauthenticated'],
+      // --create: the service may start before the first event has made the lake.
+      command: ['serve', '--listen', '0.0.0.0:8080', '--allow-unauthenticated', '--create'],
       environment: { SEDIMENT_LAKE: lakeUrl, RUST_LOG: 'info' },
       portMappings: [{ containerPort: 8080 }],
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'query', logGroup: new logs.LogGroup(this, 'QueryLogs', { retention: logs.RetentionDays.ONE_MONTH }) }),
@@ -198,6 +199,7 @@ export class SedimentStack extends Stack {
     });
     bucket.grantRead(taskDef.taskRole);
     bucket.grantPut(taskDef.taskRole, 'lake/_results/*');
+    bucket.grantPut(taskDef.taskRole, 'lake/_sediment/lake.json');
     const albSg = new ec2.SecurityGroup(this, 'QueryAlbSg', { vpc, description: 'Query ALB: HTTP from inside the VPC', allowAllOutbound: true });
     albSg.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(80), 'Athena API and REST from the VPC');
     const service = new ecs.FargateService(this, 'Query', {

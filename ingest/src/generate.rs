@@ -96,7 +96,7 @@ impl Gen {
         let ts = chrono::DateTime::from_timestamp_millis(at_ms).unwrap_or_default();
         let metadata = json!({"correlation_id": correlation, "causation_id": event_id, "producer": "shop-api"});
         // Producers differ: most send snake_case RFC 3339, some camelCase epoch millis.
-        let obj = if self.counter % self.camel_every == 0 {
+        let obj = if self.counter.is_multiple_of(self.camel_every) {
             json!({"eventId": event_id, "eventType": etype, "eventVersion": 1, "aggregateType": agg_type,
                    "aggregateId": agg_id, "sequence": seq, "occurredAt": at_ms, "payload": payload, "metadata": metadata})
         } else {

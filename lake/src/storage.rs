@@ -21,6 +21,8 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use url::Url;
 
+use crate::paths;
+
 /// Scheme of the URL under which a lake's store is registered with engines
 /// (DataFusion, deltalake): `sediment://lake/<key>` maps to `<lake root>/<key>`.
 pub const ENGINE_SCHEME: &str = "sediment";
@@ -31,6 +33,11 @@ pub enum Error {
     Url { url: String, reason: String },
     #[error("cannot open the lake at {url}: {source}")]
     Open { url: String, source: object_store::Error },
+    #[error(
+        "no lake at {url}: the location holds no Sediment lake (no raw/, quarantine/ or tables/). \
+         Check --lake, SEDIMENT_LAKE or lake.url; `sediment ingest` creates a lake"
+    )]
+    NoLake { url: String },
     #[error("cannot create the lake directory {path}: {source}")]
     CreateDir { path: String, source: std::io::Error },
     #[error("{op} {key}: {source}")]
@@ -44,6 +51,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The object that marks a location as a lake.
+pub const LAKE_MARKER: &str = "_sediment/lake.json";
 
 /// Outcome of a create-if-absent write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +131,47 @@ impl Lake {
             Arc::new(SortedListing(Arc::new(local)))
         };
         Ok(Self::from_store(url, store))
+    }
+
+    /// The same lake with every store request driven on `io` (the runtime
+    /// that serves HTTP), whatever runtime awaits it: the query service runs
+    /// DataFusion on a runtime of its own, whose busy threads must not delay
+    /// the network (DataFusion's `thread_pools` example).
+    pub fn with_io_runtime(&self, io: tokio::runtime::Handle) -> Self {
+        let store = Arc::new(SpawnIo { inner: Arc::clone(&self.store), io });
+        Self { url: self.url.clone(), store, requests: Arc::clone(&self.requests) }
+    }
+
+    /// Opens the lake at `url` only where one exists: a local directory is
+    /// not created, and a location holding none of the lake's top-level
+    /// prefixes is [`Error::NoLake`]. Every command but ingest opens this way,
+    /// so a mistyped path is an error rather than an empty answer.
+    pub async fn open_existing(url: &str) -> Result<Self> {
+        let local = !url.contains("://") || url.starts_with("file://");
+        if local {
+            let path = if url.starts_with("file://") { Url::parse(url).ok().and_then(|u| u.to_file_path().ok()) } else { Some(url.into()) };
+            if path.is_some_and(|p: std::path::PathBuf| !p.is_dir()) {
+                return Err(Error::NoLake { url: url.to_owned() });
+            }
+        }
+        let lake = Self::open(url)?;
+        if lake.holds_lake().await? { Ok(lake) } else { Err(Error::NoLake { url: url.to_owned() }) }
+    }
+
+    /// Whether the location holds a lake: any of `raw/`, `quarantine/`,
+    /// `tables/` or the marker [`LAKE_MARKER`] (one LIST of the root).
+    pub async fn holds_lake(&self) -> Result<bool> {
+        let listing = self.store.list_with_delimiter(None).await.map_err(|source| obj("list", "", source))?;
+        let top = |p: &str| p.split('/').next().unwrap_or(p).to_owned();
+        let known = [paths::RAW_PREFIX, paths::QUARANTINE_PREFIX, paths::TABLES_PREFIX, LAKE_MARKER].map(top);
+        Ok(listing.common_prefixes.iter().any(|p| known.contains(&p.to_string())))
+    }
+
+    /// Marks the location as a lake (idempotent): ingest does so before its
+    /// first write, so an empty but initialised lake can be queried.
+    pub async fn mark(&self) -> Result<()> {
+        let body = serde_json::json!({"version": 1, "created_at": chrono::Utc::now().to_rfc3339()});
+        self.put_if_absent(LAKE_MARKER, Bytes::from(body.to_string())).await.map(|_| ())
     }
 
     /// The URL the lake was opened with.
@@ -401,6 +452,107 @@ impl ObjectStore for Counted {
     async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
         Requests::add(&self.requests.put, 1);
         self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// Drives each request (and the bytes of a streamed response) on the I/O
+/// runtime; see [`Lake::with_io_runtime`].
+#[derive(Debug)]
+struct SpawnIo {
+    inner: Arc<dyn ObjectStore>,
+    io: tokio::runtime::Handle,
+}
+
+impl std::fmt::Display for SpawnIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.inner)
+    }
+}
+
+fn join_error(e: tokio::task::JoinError) -> object_store::Error {
+    object_store::Error::Generic { store: "io runtime", source: Box::new(e) }
+}
+
+impl SpawnIo {
+    async fn spawn<T, F>(&self, f: impl FnOnce(Arc<dyn ObjectStore>) -> F) -> object_store::Result<T>
+    where
+        F: std::future::Future<Output = object_store::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.io.spawn(f(Arc::clone(&self.inner))).await.map_err(join_error)?
+    }
+
+    /// A stream polled on the I/O runtime, handed over through a small channel.
+    fn forward<T: Send + 'static>(
+        &self,
+        mut stream: BoxStream<'static, object_store::Result<T>>,
+    ) -> BoxStream<'static, object_store::Result<T>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        self.io.spawn(async move {
+            while let Some(item) = stream.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).fuse().boxed()
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for SpawnIo {
+    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<object_store::PutResult> {
+        let location = location.clone();
+        self.spawn(|s| async move { s.put_opts(&location, payload, opts).await }).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: object_store::GetOptions) -> object_store::Result<object_store::GetResult> {
+        let location = location.clone();
+        let mut result = self.spawn(|s| async move { s.get_opts(&location, options).await }).await?;
+        if let object_store::GetResultPayload::Stream(stream) = result.payload {
+            result.payload = object_store::GetResultPayload::Stream(self.forward(stream));
+        }
+        Ok(result)
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        let (location, ranges) = (location.clone(), ranges.to_vec());
+        self.spawn(|s| async move { s.get_ranges(&location, &ranges).await }).await
+    }
+
+    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+        self.forward(self.inner.delete_stream(locations))
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.forward(self.inner.list(prefix))
+    }
+
+    fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.forward(self.inner.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+        let prefix = prefix.cloned();
+        self.spawn(|s| async move { s.list_with_delimiter(prefix.as_ref()).await }).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: object_store::CopyOptions) -> object_store::Result<()> {
+        let (from, to) = (from.clone(), to.clone());
+        self.spawn(|s| async move { s.copy_opts(&from, &to, options).await }).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: object_store::RenameOptions) -> object_store::Result<()> {
+        let (from, to) = (from.clone(), to.clone());
+        self.spawn(|s| async move { s.rename_opts(&from, &to, options).await }).await
     }
 }
 

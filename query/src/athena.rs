@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use sediment_engine::dialect::types::{precision_scale, trino_type};
 use serde_json::{Value, json};
 
-use crate::output::{text_rows, to_csv};
+use crate::output::{text_rows_range, to_csv};
 use crate::server::AppState;
 use crate::service::{Cancel, Category, Observer, QueryError, QueryOutput, QueryRequest};
 
@@ -55,6 +55,10 @@ struct Execution {
     completed: Option<SystemTime>,
     started: Instant,
     output: Option<Arc<QueryOutput>>,
+    /// The result's batches were dropped to keep retained results under
+    /// budget; pages are read back from the result CSV at `result_key`.
+    evicted: bool,
+    result_key: String,
     error: Option<QueryError>,
     cancel: Arc<Cancel>,
     reused: bool,
@@ -67,6 +71,39 @@ pub struct Executions {
     by_id: Mutex<HashMap<String, Execution>>,
     order: Mutex<VecDeque<String>>,
     tokens: Mutex<HashMap<String, String>>,
+    /// Bytes of result batches kept in memory for GetQueryResults.
+    retained: Mutex<usize>,
+}
+
+/// Results kept in memory, as a share of `query.memory_limit_mb`: older
+/// ones beyond it are served from their result CSV, as Athena serves
+/// every result from S3.
+const RETAINED_SHARE: usize = 8;
+
+fn batches_bytes(out: &QueryOutput) -> usize {
+    out.batches.iter().map(|b| b.get_array_memory_size()).sum()
+}
+
+/// Drops the batches of the oldest retained results until the rest fit.
+fn evict(state: &AppState, execs: &mut HashMap<String, Execution>) {
+    let budget = ((state.service.settings().memory_limit_mb as usize) << 20) / RETAINED_SHARE;
+    let mut retained = state.executions.retained.lock().unwrap_or_else(|p| p.into_inner());
+    if *retained <= budget {
+        return;
+    }
+    let order = state.executions.order.lock().unwrap_or_else(|p| p.into_inner());
+    for id in order.iter().rev() {
+        if *retained <= budget {
+            break;
+        }
+        if let Some(e) = execs.get_mut(id)
+            && let Some(out) = e.output.as_ref().filter(|_| !e.evicted)
+        {
+            *retained = retained.saturating_sub(batches_bytes(out));
+            e.output = Some(Arc::new(QueryOutput { batches: Vec::new(), ..(**out).clone() }));
+            e.evicted = true;
+        }
+    }
 }
 
 /// An Athena error: HTTP 400 with `__type` and `Message`.
@@ -96,7 +133,12 @@ fn new_id() -> String {
 }
 
 /// `POST /` dispatch on `X-Amz-Target`.
-pub async fn dispatch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    key: Option<axum::Extension<crate::server::KeyId>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(op) = target.strip_prefix("AmazonAthena.") else {
         return invalid(format!("unknown target {target:?}; expected AmazonAthena.<Operation>")).into_response();
@@ -110,10 +152,10 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, headers: HeaderMap, bo
         }
     };
     let result = match op {
-        "StartQueryExecution" => start(&state, &req).await,
+        "StartQueryExecution" => start(&state, &req, key.map(|k| k.0.0)).await,
         "GetQueryExecution" => get_execution(&state, &req),
         "BatchGetQueryExecution" => batch_get(&state, &req),
-        "GetQueryResults" => get_results(&state, &req),
+        "GetQueryResults" => get_results(&state, &req).await,
         "StopQueryExecution" => stop(&state, &req),
         "ListQueryExecutions" => list_executions(&state, &req),
         "GetWorkGroup" => get_workgroup(&state, &req),
@@ -164,7 +206,7 @@ impl Observer for Track {
     }
 }
 
-async fn start(state: &Arc<AppState>, req: &Value) -> Result<Value, AthenaError> {
+async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Result<Value, AthenaError> {
     let sql = str_field(req, "QueryString").ok_or_else(|| invalid("QueryString is required"))?.to_owned();
     if sql.trim().is_empty() || sql.len() > 262_144 {
         return Err(invalid("QueryString must be 1 to 262144 characters"));
@@ -214,6 +256,8 @@ async fn start(state: &Arc<AppState>, req: &Value) -> Result<Value, AthenaError>
         completed: reused.as_ref().map(|_| now),
         started: Instant::now(),
         output: reused.clone(),
+        evicted: false,
+        result_key: key.clone(),
         error: None,
         cancel: Arc::new(Cancel::default()),
         reused: reused.is_some(),
@@ -227,16 +271,20 @@ async fn start(state: &Arc<AppState>, req: &Value) -> Result<Value, AthenaError>
     let st = Arc::clone(state);
     let run_id = id.clone();
     tokio::spawn(async move {
-        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None };
+        let client = crate::service::Client { query_id: run_id.clone(), interface: "athena", key_id };
+        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None, client };
         let track = Track { state: Arc::clone(&st), id: run_id.clone() };
         let started = Instant::now();
         let result = st.service.run(&request, &cancel, &track).await;
         st.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
         // Athena writes the result CSV before reporting success.
         let result = match result {
-            Ok(out) => match st.service.lake().put(&key, to_csv(&out).into()).await {
-                Ok(()) => Ok(out),
-                Err(e) => Err(QueryError::system(format!("writing the result to {key}: {e}"))),
+            Ok(out) => match st.service.on_cpu(move || (to_csv(&out), out)).await {
+                Ok((csv, out)) => match st.service.lake().put(&key, csv.into()).await {
+                    Ok(()) => Ok(out),
+                    Err(e) => Err(QueryError::system(format!("writing the result to {key}: {e}"))),
+                },
+                Err(e) => Err(e),
             },
             Err(e) => Err(e),
         };
@@ -248,7 +296,9 @@ async fn start(state: &Arc<AppState>, req: &Value) -> Result<Value, AthenaError>
                 _ if e.state == QueryState::Cancelled => {}
                 Ok(out) => {
                     e.state = QueryState::Succeeded;
+                    *st.executions.retained.lock().unwrap_or_else(|p| p.into_inner()) += batches_bytes(&out);
                     e.output = Some(Arc::new(out));
+                    evict(&st, &mut execs);
                 }
                 Err(err) => {
                     e.state = if err.cancelled { QueryState::Cancelled } else { QueryState::Failed };
@@ -387,17 +437,19 @@ fn list_executions(state: &AppState, req: &Value) -> Result<Value, AthenaError> 
     Ok(resp)
 }
 
-fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
+async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
     let id = id_of(req)?;
     let max = req.get("MaxResults").and_then(Value::as_u64).unwrap_or(1000);
     if max == 0 || max > 1000 {
         return Err(invalid("MaxResults must be between 1 and 1000"));
     }
-    let out = {
+    let (out, evicted_key) = {
         let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
         let e = execs.get(id).ok_or_else(|| invalid(format!("QueryExecution {id} was not found")))?;
         match e.state {
-            QueryState::Succeeded => e.output.clone().ok_or_else(|| invalid("the result is no longer available"))?,
+            QueryState::Succeeded => {
+                (e.output.clone().ok_or_else(|| invalid("the result is no longer available"))?, e.evicted.then(|| e.result_key.clone()))
+            }
             QueryState::Failed | QueryState::Cancelled => {
                 return Err(invalid(format!("Query has not yet finished. Current state: {}", e.state.name())).with_reason(e.error.as_ref()));
             }
@@ -409,16 +461,28 @@ fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
         None => 0,
         Some(t) => t.parse().map_err(|_| invalid("invalid NextToken"))?,
     };
-    let rows = text_rows(&out);
-    let total = rows.len() + 1;
+    let total = out.rows + 1;
     let end = (offset + max as usize).min(total);
+    let first = offset.max(1) - 1;
+    let wanted = end.saturating_sub(offset.max(1));
+    let rows = match evicted_key {
+        None => text_rows_range(&out, first, wanted),
+        Some(key) => {
+            let csv = state
+                .service
+                .lake()
+                .get(&key)
+                .await
+                .map_err(|e| AthenaError("InternalServerException", format!("reading the result: {e}")))?;
+            crate::output::parse_csv(&csv).into_iter().skip(1 + first).take(wanted).collect()
+        }
+    };
     let mut page = Vec::with_capacity(end.saturating_sub(offset));
-    for i in offset..end {
-        let data: Vec<Value> = if i == 0 {
-            out.schema.fields().iter().map(|f| json!({"VarCharValue": f.name()})).collect()
-        } else {
-            rows[i - 1].iter().map(|v| v.as_ref().map_or(json!({}), |s| json!({"VarCharValue": s}))).collect()
-        };
+    if offset == 0 {
+        page.push(json!({"Data": out.schema.fields().iter().map(|f| json!({"VarCharValue": f.name()})).collect::<Vec<_>>()}));
+    }
+    for row in rows {
+        let data: Vec<Value> = row.iter().map(|v| v.as_ref().map_or(json!({}), |s| json!({"VarCharValue": s}))).collect();
         page.push(json!({"Data": data}));
     }
     let columns: Vec<Value> = out

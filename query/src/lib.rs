@@ -9,6 +9,8 @@
 
 pub mod athena;
 pub mod console;
+pub mod executor;
+mod log;
 pub mod meta;
 pub mod metrics;
 pub mod output;
@@ -16,4 +18,4 @@ pub mod rest;
 pub mod server;
 pub mod service;
 
-pub use service::{Cancel, QueryError, QueryOutput, QueryRequest, QueryService};
+pub use service::{Cancel, Client, QueryError, QueryOutput, QueryRequest, QueryService};

@@ -10,12 +10,29 @@ use crate::service::QueryOutput;
 
 /// Every cell as Trino text (`None` = NULL), row-major.
 pub fn text_rows(out: &QueryOutput) -> Vec<Vec<Option<String>>> {
-    let mut rows = Vec::with_capacity(out.rows);
+    text_rows_range(out, 0, usize::MAX)
+}
+
+/// Rows `start .. start + len` as Trino text: a page renders only itself.
+pub fn text_rows_range(out: &QueryOutput, start: usize, len: usize) -> Vec<Vec<Option<String>>> {
+    let mut rows = Vec::with_capacity(len.min(out.rows.saturating_sub(start)));
+    let (mut skip, mut want) = (start, len);
     for b in &out.batches {
-        let cols: Vec<Vec<Option<String>>> = b.columns().iter().map(render_column).collect();
-        for i in 0..b.num_rows() {
+        if want == 0 {
+            break;
+        }
+        if skip >= b.num_rows() {
+            skip -= b.num_rows();
+            continue;
+        }
+        let take = (b.num_rows() - skip).min(want);
+        let slice = b.slice(skip, take);
+        let cols: Vec<Vec<Option<String>>> = slice.columns().iter().map(render_column).collect();
+        for i in 0..take {
             rows.push(cols.iter().map(|c| c[i].clone()).collect());
         }
+        skip = 0;
+        want -= take;
     }
     rows
 }
@@ -79,6 +96,56 @@ pub fn to_csv(out: &QueryOutput) -> String {
         s.push('\n');
     }
     s
+}
+
+/// Reads back [`to_csv`]'s text: every value quoted, NULL an empty
+/// unquoted field. Rows are returned header first.
+pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<Option<String>>> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut rows = Vec::new();
+    let mut row: Vec<Option<String>> = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut field_started = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                let mut v = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '"' {
+                        if chars.peek() == Some(&'"') {
+                            chars.next();
+                            v.push('"');
+                        } else {
+                            break;
+                        }
+                    } else {
+                        v.push(c);
+                    }
+                }
+                row.push(Some(v));
+                field_started = true;
+            }
+            ',' => {
+                if !field_started {
+                    row.push(None);
+                }
+                field_started = false;
+            }
+            '\n' => {
+                // A line holds at least one field: an empty one is a NULL.
+                if !field_started {
+                    row.push(None);
+                }
+                rows.push(std::mem::take(&mut row));
+                field_started = false;
+            }
+            _ => {}
+        }
+    }
+    if !row.is_empty() {
+        rows.push(row);
+    }
+    rows
 }
 
 fn quote(v: &str) -> String {
@@ -181,6 +248,9 @@ mod tests {
             queued: Duration::ZERO,
         };
         assert_eq!(to_csv(&out), "\"name\",\"at\"\n\"a \"\"b\"\"\",\"2026-11-02 13:05:09.123\"\n,\n");
+        let back = parse_csv(to_csv(&out).as_bytes());
+        assert_eq!(back[1..], [vec![Some("a \"b\"".to_owned()), Some("2026-11-02 13:05:09.123".to_owned())], vec![None, None]]);
+        assert_eq!(text_rows_range(&out, 1, 5), vec![vec![None, None]]);
         assert_eq!(to_json(&out)["rows"][0][1], "2026-11-02 13:05:09.123");
         assert_eq!(to_json(&out)["columns"][1]["type"], "timestamp(3)");
     }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::output;
-use crate::server::AppState;
-use crate::service::{Cancel, Category, QueryError, QueryRequest};
+use crate::server::{AppState, KeyId};
+use crate::service::{Cancel, Category, Client, QueryError, QueryRequest};
 
 #[derive(Debug, Deserialize)]
 pub struct QueryBody {
@@ -54,6 +54,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 pub async fn query(
     State(state): State<Arc<AppState>>,
+    key: Option<axum::Extension<KeyId>>,
     headers: HeaderMap,
     body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -61,21 +62,28 @@ pub async fn query(
         body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected a JSON body {{\"sql\": \"…\"}}: {e}"), "BadRequest"))?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_ascii_lowercase();
     let started = Instant::now();
-    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None };
+    let client = Client { query_id: uuid::Uuid::new_v4().to_string(), interface: "rest", key_id: key.map(|k| k.0.0) };
+    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None, client };
     let result = state.service.run(&req, &Cancel::default(), &()).await;
     state.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
     let out = result?;
+    state.service.on_cpu(move || render(&accept, &out)).await?
+}
+
+/// The result in the format the client accepts (on the query runtime: a
+/// large result takes a while to render).
+fn render(accept: &str, out: &crate::service::QueryOutput) -> Result<Response, ApiError> {
     let internal = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e, "InternalError");
     Ok(if accept.contains("text/csv") {
-        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], output::to_csv(&out)).into_response()
+        ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], output::to_csv(out)).into_response()
     } else if accept.contains("arrow") {
-        let bytes = output::to_arrow_ipc(&out).map_err(|e| internal(e.to_string()))?;
+        let bytes = output::to_arrow_ipc(out).map_err(|e| internal(e.to_string()))?;
         ([(header::CONTENT_TYPE, "application/vnd.apache.arrow.stream")], bytes).into_response()
     } else if accept.contains("parquet") {
-        let bytes = output::to_parquet(&out).map_err(|e| internal(e.to_string()))?;
+        let bytes = output::to_parquet(out).map_err(|e| internal(e.to_string()))?;
         ([(header::CONTENT_TYPE, "application/vnd.apache.parquet")], bytes).into_response()
     } else {
-        Json(output::to_json(&out)).into_response()
+        Json(output::to_json(out)).into_response()
     })
 }
 

@@ -38,7 +38,75 @@ pub fn app(service: Arc<QueryService>) -> Router {
         .route("/console/app.js", get(console::app_js))
         .route("/console/app.css", get(console::app_css))
         .route("/health", get(rest::health))
+        .layer(middleware::from_fn(limit_body))
         .with_state(state)
+}
+
+/// Largest request body accepted: a query is at most 262,144 bytes, and
+/// its JSON escaping and parameters fit well within this.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A body over the limit is still read, and dropped, up to this size (and
+/// for at most [`DRAIN_TIME`]) before the 413 goes out: a client that is
+/// still sending would otherwise see a reset connection, not the answer.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Buffers each request body up to [`MAX_BODY_BYTES`]; a larger one gets
+/// 413 with a message (in the Athena API's error shape when it is an
+/// Athena call).
+async fn limit_body(req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let athena = req.headers().contains_key("x-amz-target");
+    let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen: u64 = 0;
+    let over = |seen: u64| seen > MAX_BODY_BYTES as u64 || declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(serde_json::json!({"error": {"type": "BadRequest", "message": format!("reading the request body: {e}")}})),
+                )
+                    .into_response();
+            }
+            Ok(None) => break,
+            Err(_) if over(seen) => break,
+            Err(_) => {
+                let message = format!("the request body did not arrive within {}s", DRAIN_TIME.as_secs());
+                return (
+                    StatusCode::REQUEST_TIMEOUT,
+                    axum::Json(serde_json::json!({"error": {"type": "RequestTimeout", "message": message}})),
+                )
+                    .into_response();
+            }
+        };
+        seen += chunk.len() as u64;
+        if !over(seen) {
+            kept.extend_from_slice(&chunk);
+        } else if seen > DRAIN_BYTES as u64 {
+            break;
+        }
+    }
+    if over(seen) {
+        let size = declared.unwrap_or(seen);
+        let message = format!(
+            "the request body is {size} bytes; at most {MAX_BODY_BYTES} are accepted (a query is at most {} bytes)",
+            sediment_engine::dialect::MAX_QUERY_BYTES
+        );
+        let body = if athena {
+            serde_json::json!({"__type": "InvalidRequestException", "Message": message})
+        } else {
+            serde_json::json!({"error": {"type": "PayloadTooLarge", "message": message}})
+        };
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(kept))).await
 }
 
 /// API keys: `Authorization: Bearer <key>` (REST) or the SigV4 access key id
@@ -54,12 +122,27 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     } else {
         header.split("Credential=").nth(1).and_then(|c| c.split('/').next())
     };
-    if presented.is_some_and(|k| keys.iter().any(|x| x == k)) {
+    if let Some(key) = presented.filter(|k| keys.iter().any(|x| x == k)) {
+        let id = KeyId::of(key);
+        let mut req = req;
+        req.extensions_mut().insert(id);
         next.run(req).await
     } else if req.headers().contains_key("x-amz-target") {
         (StatusCode::FORBIDDEN, [("content-type", "application/x-amz-json-1.1")], axum::Json(serde_json::json!({"__type": "UnrecognizedClientException", "Message": "The security token included in the request is invalid."}))).into_response()
     } else {
         (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": {"type": "Unauthorized", "message": "a valid API key is required (Authorization: Bearer <key>)"}}))).into_response()
+    }
+}
+
+/// A fingerprint of an API key for logs: `sha256:` and 12 hex digits of its
+/// hash, so operators can tell keys apart without the log holding them.
+#[derive(Debug, Clone)]
+pub struct KeyId(pub String);
+
+impl KeyId {
+    pub fn of(key: &str) -> Self {
+        use sha2::Digest;
+        Self(format!("sha256:{}", &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..12]))
     }
 }
 

@@ -1,10 +1,21 @@
 //! One engine behind every interface: parse Trino SQL, refuse anything that
 //! is not a read, plan over the lake catalog, run bounded.
 //!
-//! Bounds: a shared memory pool (operators spill or fail cleanly), a
-//! per-query timeout with real cancellation (dropping the stream stops the
-//! work), a maximum result size, an Athena-style bytes-scanned cutoff, and a
-//! concurrency limit (queries beyond it wait, QUEUED).
+//! ```text
+//!  serving runtime (HTTP, timers, object-store I/O)     CPU runtime (DataFusion)
+//!  run: size check ─▶ slot (QUEUED) ─▶ spawn ───────────▶ parse ─▶ plan ─▶ execute ─▶ collect
+//!       await the task, the timeout and the cancel ◀──── result  (aborted on timeout/cancel)
+//! ```
+//!
+//! Bounds: a query text of at most 262,144 bytes and trees at most
+//! [`dialect::MAX_TREE_DEPTH`] deep; a shared memory pool (operators spill
+//! or fail cleanly, and the collected result is accounted to it); a
+//! per-query timeout and cancellation that end the query within a second,
+//! whatever its plan (every operator that emits without reading yields, see
+//! [`sediment_engine::session::YieldingAmplifiers`]); a maximum result
+//! size; an Athena-style bytes-scanned cutoff; and a concurrency limit
+//! (queries beyond it wait, QUEUED; a cancelled query holds its slot until
+//! its work has stopped). A panic in a query fails that query only.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,19 +23,21 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanVisitor, accept};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
 use sediment_engine::dialect;
-use sediment_engine::session::{SessionOptions, session_config};
+use sediment_engine::session::{SessionOptions, context, session_config};
 use sediment_lake::config::QuerySection;
 use sediment_lake::{Config, Lake};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::executor::CpuRuntime;
 use crate::meta;
 
 /// Athena's catalog name.
@@ -62,18 +75,28 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as E;
         let root = e.find_root();
+        use arrow::error::ArrowError as A;
         let category = match root {
             E::SQL(..) | E::Plan(_) | E::SchemaError(..) | E::NotImplemented(_) | E::Execution(_) | E::ResourcesExhausted(_) => {
                 Category::User
             }
+            // What Arrow's kernels refuse is the query's data or arguments.
+            E::ArrowError(a, _) if !matches!(a.as_ref(), A::IoError(..) | A::ExternalError(_) | A::MemoryError(_)) => Category::User,
             _ => Category::System,
         };
         let message = match root {
             E::SQL(p, _) => format!("SYNTAX_ERROR: {p}"),
-            E::Plan(m) => m.clone(),
+            E::Plan(m) | E::Execution(m) => m.clone(),
             E::SchemaError(s, _) => s.to_string(),
             E::NotImplemented(m) => format!("NOT_SUPPORTED: {m}"),
             E::ResourcesExhausted(m) => format!("EXCEEDED_MEMORY_LIMIT: {m}"),
+            E::ArrowError(a, _) => match a.as_ref() {
+                A::DivideByZero => "DIVISION_BY_ZERO: Division by zero".to_owned(),
+                A::CastError(m) => format!("INVALID_CAST_ARGUMENT: {m}"),
+                A::ArithmeticOverflow(m) => format!("NUMERIC_VALUE_OUT_OF_RANGE: {m}"),
+                A::ComputeError(m) | A::InvalidArgumentError(m) => format!("INVALID_FUNCTION_ARGUMENT: {m}"),
+                other => other.to_string(),
+            },
             other => other.to_string(),
         };
         Self { category, message, cancelled: false }
@@ -101,6 +124,19 @@ pub struct QueryRequest {
     pub params: Vec<String>,
     /// Per-query bytes-scanned cutoff overriding the server's (workgroup) one.
     pub bytes_scanned_cutoff: Option<u64>,
+    /// Who asks, for the query log.
+    pub client: Client,
+}
+
+/// Who sent a query, for the query log.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// The query's id (the Athena execution id); one is made when empty.
+    pub query_id: String,
+    /// `rest`, `athena` or `cli`.
+    pub interface: &'static str,
+    /// A fingerprint of the API key (`sha256:` and 12 hex digits), never the key.
+    pub key_id: Option<String>,
 }
 
 /// Signals a running query to stop.
@@ -144,17 +180,31 @@ pub struct QueryService {
     runtime: Arc<RuntimeEnv>,
     slots: Arc<Semaphore>,
     prepared: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    cpu: CpuRuntime,
 }
 
 impl QueryService {
+    /// A service over `lake`. Called inside a Tokio runtime, that runtime
+    /// keeps the object-store I/O; DataFusion runs on a runtime of its own.
     pub fn new(lake: Lake, config: Config) -> Result<Arc<Self>, QueryError> {
         let settings = config.query.clone();
         let runtime = RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(FairSpillPool::new((settings.memory_limit_mb as usize) << 20)))
+            .with_memory_pool(Arc::new(FairSpillPool::new(pool_bytes(&settings))))
             .build_arc()
             .map_err(QueryError::from)?;
         let slots = Arc::new(Semaphore::new(settings.max_concurrency.max(1)));
-        Ok(Arc::new(Self { catalog: LakeCatalog::new(lake, config), settings, runtime, slots, prepared: Default::default() }))
+        let lake = match tokio::runtime::Handle::try_current() {
+            Ok(io) => lake.with_io_runtime(io),
+            Err(_) => lake,
+        };
+        let cpu = CpuRuntime::new().map_err(|e| QueryError::system(format!("cannot start the query runtime: {e}")))?;
+        Ok(Arc::new(Self { catalog: LakeCatalog::new(lake, config), settings, runtime, slots, prepared: Default::default(), cpu }))
+    }
+
+    /// Runs CPU-heavy work (rendering a large result) on the query runtime,
+    /// off the runtime that serves.
+    pub async fn on_cpu<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, QueryError> {
+        self.cpu.spawn(async move { work() }).await.map_err(crate::executor::join_error)
     }
 
     pub fn settings(&self) -> &QuerySection {
@@ -183,7 +233,7 @@ impl QueryService {
     pub fn session(&self) -> SessionContext {
         let opts = SessionOptions::default();
         let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        let ctx = context(config, Arc::clone(&self.runtime));
         ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), self.catalog.lake().store());
         let catalog = MemoryCatalogProvider::new();
         for db in self.databases() {
@@ -195,20 +245,66 @@ impl QueryService {
         ctx
     }
 
-    /// Runs one statement to completion.
-    pub async fn run(&self, req: &QueryRequest, cancel: &Cancel, observer: &dyn Observer) -> Result<QueryOutput, QueryError> {
+    /// Runs one statement to completion, and logs it (one line at target
+    /// `sediment::query`).
+    pub async fn run(self: &Arc<Self>, req: &QueryRequest, cancel: &Cancel, observer: &dyn Observer) -> Result<QueryOutput, QueryError> {
+        let started = Instant::now();
+        let mut req = std::borrow::Cow::Borrowed(req);
+        if req.client.query_id.is_empty() {
+            req.to_mut().client.query_id = uuid::Uuid::new_v4().to_string();
+        }
+        let result = self.run_bounded(&req, cancel, observer).await;
+        crate::log::query(&req, &result, started.elapsed());
+        result
+    }
+
+    async fn run_bounded(
+        self: &Arc<Self>,
+        req: &QueryRequest,
+        cancel: &Cancel,
+        observer: &dyn Observer,
+    ) -> Result<QueryOutput, QueryError> {
+        dialect::check_size(&req.sql)?;
         let queued_at = Instant::now();
-        let _slot = tokio::select! {
+        let slot = tokio::select! {
             s = Arc::clone(&self.slots).acquire_owned() => s.map_err(|_| QueryError::system("the server is shutting down"))?,
             _ = cancel.wait() => return Err(QueryError::cancelled("cancelled while queued")),
         };
         let queued = queued_at.elapsed();
         observer.running();
+        let svc = Arc::clone(self);
+        let request = req.clone();
+        let mut task = self.cpu.spawn(async move { svc.execute(&request).await });
+        let timeout = self.settings.timeout;
+        let stopped = tokio::select! {
+            joined = &mut task => {
+                return match joined {
+                    Ok(out) => out.map(|o| QueryOutput { queued, ..o }),
+                    Err(e) => Err(crate::executor::join_error(e)),
+                };
+            }
+            _ = tokio::time::sleep(timeout) => {
+                QueryError::cancelled(format!("Query exceeded the {} timeout and was cancelled", humantime::format_duration(timeout)))
+            }
+            _ = cancel.wait() => QueryError::cancelled("Query was cancelled"),
+        };
+        // The work stops at its next yield; until then it keeps its slot, so
+        // cancelled queries cannot make room for more work than there is.
+        task.abort();
+        tokio::spawn(async move {
+            let _ = task.await;
+            drop(slot);
+        });
+        Err(stopped)
+    }
+
+    /// Parses, plans and executes, on the CPU runtime.
+    async fn execute(&self, req: &QueryRequest) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
         let ctx = self.session();
         let sql = self.resolve_prepared(&req.sql)?;
         if let Some(out) = meta::answer(self, &ctx, &sql.sql).await? {
-            return Ok(QueryOutput { queued, planning: started.elapsed(), ..out });
+            return Ok(QueryOutput { planning: started.elapsed(), ..out });
         }
         let mut statements = dialect::parse(&sql.sql).map_err(QueryError::from)?;
         if statements.len() != 1 {
@@ -225,18 +321,16 @@ impl QueryService {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(|e| QueryError::user(format!("only queries are allowed: {e}")))?;
-        let df = ctx.execute_logical_plan(plan).await.map_err(QueryError::from)?;
-        let physical = df.create_physical_plan().await.map_err(QueryError::from)?;
+        let mut state = ctx.state();
+        let optimized = state.optimize(&plan).map_err(QueryError::from)?;
+        let batch = batch_for_constants(&optimized, state.config().batch_size(), pool_bytes(&self.settings));
+        state.config_mut().options_mut().execution.batch_size = datafusion::common::config::ConfigNonZeroUsize::try_new(batch)?;
+        let physical = state.query_planner().create_physical_plan(&optimized, &state).await.map_err(QueryError::from)?;
         let planning = started.elapsed();
         let cutoff = req.bytes_scanned_cutoff.unwrap_or(self.settings.bytes_scanned_cutoff);
         let exec_started = Instant::now();
-        let (batches, rows) = tokio::select! {
-            r = self.collect(&physical, ctx.task_ctx(), cutoff) => r?,
-            _ = tokio::time::sleep(self.settings.timeout) => {
-                return Err(QueryError::cancelled(format!("Query exceeded the {}s timeout and was cancelled", self.settings.timeout.as_secs())));
-            }
-            _ = cancel.wait() => return Err(QueryError::cancelled("Query was cancelled")),
-        };
+        let task = Arc::new(datafusion::execution::TaskContext::from(&state));
+        let (batches, rows) = self.collect(&physical, task, cutoff).await?;
         Ok(QueryOutput {
             schema: physical.schema(),
             batches,
@@ -244,7 +338,7 @@ impl QueryService {
             bytes_scanned: bytes_scanned(&physical),
             planning,
             execution: exec_started.elapsed(),
-            queued,
+            queued: Duration::ZERO,
         })
     }
 
@@ -254,11 +348,24 @@ impl QueryService {
         task: Arc<datafusion::execution::TaskContext>,
         cutoff: u64,
     ) -> Result<(Vec<RecordBatch>, usize), QueryError> {
+        // The result is held until the client has it: it counts against the pool.
+        let held = MemoryConsumer::new("query result").register(task.memory_pool());
         let mut stream = datafusion::physical_plan::execute_stream(Arc::clone(plan), task).map_err(QueryError::from)?;
         let mut batches = Vec::new();
         let mut rows = 0usize;
         while let Some(b) = stream.next().await {
             let b = b.map_err(QueryError::from)?;
+            let largest = largest_value(&b);
+            if largest > MAX_RESULT_VALUE_BYTES {
+                return Err(QueryError::user(format!(
+                    "EXCEEDED_MEMORY_LIMIT: a value of the result is {largest} bytes; a result value may hold at most {MAX_RESULT_VALUE_BYTES} bytes"
+                )));
+            }
+            held.try_grow(RESULT_RENDER_FACTOR * b.get_array_memory_size()).map_err(|e| {
+                QueryError::user(format!(
+                    "EXCEEDED_MEMORY_LIMIT: the result does not fit in query.memory_limit_mb; add a LIMIT or aggregate ({e})"
+                ))
+            })?;
             rows += b.num_rows();
             if rows > self.settings.max_result_rows {
                 return Err(QueryError::user(format!(
@@ -322,6 +429,71 @@ impl QueryService {
     pub fn catalog(&self) -> &Arc<LakeCatalog> {
         &self.catalog
     }
+}
+
+/// Resident memory of the server itself (code, runtimes, caches).
+const PROCESS_RESERVE_MB: usize = 128;
+
+/// The operators' memory pool: half of what `query.memory_limit_mb` leaves
+/// after [`PROCESS_RESERVE_MB`]. The other half is headroom for what is
+/// built from accounted state without being accounted itself (an
+/// aggregate's value as it is emitted, a result as it is rendered, results
+/// kept for `GetQueryResults`), so that the limit bounds the process
+/// (ADR 0007), as `compaction.memory_limit_mb` does the compactor's.
+pub fn pool_bytes(settings: &QuerySection) -> usize {
+    ((settings.memory_limit_mb as usize).saturating_sub(PROCESS_RESERVE_MB).max(64) << 20) / 2
+}
+
+/// Largest value a result may hold, as Athena limits a row or a column.
+pub const MAX_RESULT_VALUE_BYTES: usize = 32 << 20;
+
+/// A result is held until it is sent, and rendered (JSON, CSV, Athena
+/// pages) at a few times its Arrow size: it counts that much against the pool.
+const RESULT_RENDER_FACTOR: usize = 3;
+
+/// The largest variable-length value of a batch, in bytes.
+fn largest_value(b: &RecordBatch) -> usize {
+    use arrow::array::AsArray;
+    b.columns()
+        .iter()
+        .map(|c| match c.data_type() {
+            arrow::datatypes::DataType::Utf8 => {
+                c.as_string::<i32>().offsets().windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
+            }
+            arrow::datatypes::DataType::LargeUtf8 => {
+                c.as_string::<i64>().offsets().windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
+            }
+            arrow::datatypes::DataType::Binary => {
+                c.as_binary::<i32>().offsets().windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0)
+            }
+            arrow::datatypes::DataType::List(_) | arrow::datatypes::DataType::Map(..) | arrow::datatypes::DataType::Struct(_) => {
+                c.get_array_memory_size() / c.len().max(1)
+            }
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Rows per batch for a plan: a constant is repeated for every row of a
+/// batch it is projected into, so a plan holding a large one (a long
+/// literal, or a constant a function folded at planning) runs in batches
+/// small enough that one repetition stays within a sixteenth of the pool.
+fn batch_for_constants(plan: &LogicalPlan, configured: usize, pool_bytes: usize) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut largest = 0usize;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                if let datafusion::logical_expr::Expr::Literal(v, _) = e {
+                    largest = largest.max(v.size());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    let budget = pool_bytes / 16;
+    if largest.saturating_mul(configured) <= budget { configured } else { (budget / largest.max(1)).clamp(1, configured) }
 }
 
 struct Resolved {

@@ -43,7 +43,7 @@ impl Progress for Bar {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = args.lake.load().await?;
     let selection = match (args.date, args.from, args.to, args.all) {
         (Some(d), ..) => DaySelection::One(d),
         (None, Some(a), Some(b), _) => DaySelection::Range(a, b),

@@ -22,7 +22,7 @@ pub(crate) struct Args {
 const CHUNK: usize = 32 << 20;
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = args.lake.load_or_create().await?;
     let ingestor = Ingestor::new(lake).with_zstd_level(config.ingest.zstd_level);
     let report = ingest_input(&ingestor, &args.input, config.ingest.cli_batch_events).await?;
     let code = if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS };

@@ -21,7 +21,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(crate) async fn vacuum(args: VacuumArgs) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = args.lake.load().await?;
     let r = maintenance::vacuum(&lake, &config, args.retain).await?;
     println!(
         "deleted {} covered raw files ({}), {} unreferenced table files, {} stale manifests",
@@ -43,7 +43,7 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = args.lake.load().await?;
     let checks = maintenance::verify(&lake, &config, args.date).await?;
     let mut drift = false;
     for c in &checks {
@@ -80,7 +80,7 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let (_, lake) = args.lake.load()?;
+    let (_, lake) = args.lake.load().await?;
     let s = maintenance::status(&lake).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

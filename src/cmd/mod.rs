@@ -26,10 +26,20 @@ pub(crate) struct LakeArgs {
 }
 
 impl LakeArgs {
-    pub(crate) fn load(&self) -> anyhow::Result<(Config, Lake)> {
+    /// The configuration and the lake, which must exist.
+    pub(crate) async fn load(&self) -> anyhow::Result<(Config, Lake)> {
+        let config = Config::discover(self.config.as_deref())?;
+        let url = config.lake_url(self.lake.as_deref());
+        let lake = Lake::open_existing(&url).await.with_context(|| format!("opening the lake at {url}"))?;
+        Ok((config, lake))
+    }
+
+    /// The configuration and the lake, created (and marked) where there is none.
+    pub(crate) async fn load_or_create(&self) -> anyhow::Result<(Config, Lake)> {
         let config = Config::discover(self.config.as_deref())?;
         let url = config.lake_url(self.lake.as_deref());
         let lake = Lake::open(&url).with_context(|| format!("opening the lake at {url}"))?;
+        lake.mark().await.with_context(|| format!("creating the lake at {url}"))?;
         Ok((config, lake))
     }
 }

@@ -28,9 +28,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = args.lake.load().await?;
     let service = QueryService::new(lake, config)?;
-    let req = QueryRequest { sql: args.sql, params: args.params, bytes_scanned_cutoff: None };
+    let client = sediment_query::Client { interface: "cli", ..Default::default() };
+    let req = QueryRequest { sql: args.sql, params: args.params, bytes_scanned_cutoff: None, client };
     let out = match service.run(&req, &Cancel::default(), &()).await {
         Ok(o) => o,
         Err(e) => {

@@ -15,10 +15,15 @@ pub(crate) struct Args {
     /// Allow listening beyond loopback without API keys.
     #[arg(long)]
     allow_unauthenticated: bool,
+    /// Create an empty lake where the location holds none (a deployment
+    /// that starts before the first event arrives). Without it, a location
+    /// with no lake is an error.
+    #[arg(long)]
+    create: bool,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, lake) = args.lake.load()?;
+    let (config, lake) = if args.create { args.lake.load_or_create().await? } else { args.lake.load().await? };
     let url = lake.url().to_owned();
     let service = QueryService::new(lake, config)?;
     let listener = bind(args.listen, &service, args.allow_unauthenticated).await?;

@@ -3,6 +3,7 @@
 
 mod athena;
 mod faults;
+mod hostile;
 mod ingest;
 mod lambda;
 mod pipeline;

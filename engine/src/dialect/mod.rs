@@ -14,6 +14,7 @@
 
 mod datetime;
 mod json;
+pub mod limits;
 mod misc;
 mod strings;
 pub mod types;
@@ -21,6 +22,7 @@ mod udf;
 
 use std::any::TypeId;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SessionState;
@@ -36,18 +38,57 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
 /// The Generic dialect plus lambdas (`x -> x + 1`) and Trino's syntax.
-#[derive(Debug, Default)]
-pub struct TrinoDialect(GenericDialect);
+///
+/// It also bounds the parser's work. sqlparser retries a keyword whose
+/// special form failed (`CAST(`, `ARRAY[`, `POSITION(`, …) as an
+/// identifier, re-parsing everything inside it, so an error nested n such
+/// constructs deep costs 2ⁿ to 3ⁿ parses: 16 levels took 90 s. Every
+/// expression the parser starts passes through [`Dialect::parse_prefix`];
+/// past a budget proportional to the text, it fails at once, which ends
+/// every retry, and the query is refused as too complex.
+#[derive(Debug)]
+pub struct TrinoDialect {
+    generic: GenericDialect,
+    prefixes: std::cell::Cell<usize>,
+    budget: usize,
+}
+
+impl Default for TrinoDialect {
+    fn default() -> Self {
+        Self::with_budget(usize::MAX)
+    }
+}
+
+impl TrinoDialect {
+    /// A dialect that lets the parser start at most `budget` expressions.
+    pub fn with_budget(budget: usize) -> Self {
+        Self { generic: GenericDialect, prefixes: Default::default(), budget }
+    }
+
+    /// The budget for a query text: a few expressions per byte.
+    fn budget_for(sql: &str) -> usize {
+        4 * sql.len() + 10_000
+    }
+
+    fn exhausted(&self) -> bool {
+        self.prefixes.get() > self.budget
+    }
+}
 
 impl Dialect for TrinoDialect {
     fn dialect(&self) -> TypeId {
         TypeId::of::<GenericDialect>()
     }
+    fn parse_prefix(&self, _: &mut Parser) -> Option<Result<Expr, sqlparser::parser::ParserError>> {
+        self.prefixes.set(self.prefixes.get().saturating_add(1));
+        // RecursionLimitExceeded is the one error sqlparser never retries.
+        self.exhausted().then_some(Err(sqlparser::parser::ParserError::RecursionLimitExceeded))
+    }
     fn is_identifier_start(&self, ch: char) -> bool {
-        self.0.is_identifier_start(ch)
+        self.generic.is_identifier_start(ch)
     }
     fn is_identifier_part(&self, ch: char) -> bool {
-        self.0.is_identifier_part(ch)
+        self.generic.is_identifier_part(ch)
     }
     fn is_delimited_identifier_start(&self, ch: char) -> bool {
         ch == '"'
@@ -69,12 +110,36 @@ impl Dialect for TrinoDialect {
     }
 }
 
-/// Maximum nesting depth accepted by the parser.
+/// Maximum nesting depth accepted by the parser (parentheses, subqueries,
+/// nested calls and CASEs: each level is a recursive call of the parser).
 pub const RECURSION_LIMIT: usize = 64;
+
+/// Maximum depth of an expression or query tree after parsing. The parser
+/// builds chains of binary operators (`1 + 1 + … + 1`, `a OR b OR …`,
+/// `x::int::int…`) in a loop, so their depth is not bounded by
+/// [`RECURSION_LIMIT`]; every later walk (rewrites, planning, optimisation,
+/// evaluation) recurses once per level. Trees deeper than this are refused
+/// before any walk.
+pub const MAX_TREE_DEPTH: usize = 1000;
+
+/// Largest query text accepted, in bytes (Athena's limit).
+pub const MAX_QUERY_BYTES: usize = 262_144;
+
+/// Refuses a query text over [`MAX_QUERY_BYTES`].
+pub fn check_size(sql: &str) -> Result<()> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(DataFusionError::Plan(format!(
+            "QUERY_TOO_LARGE: the query is {} bytes, over the maximum query length of {MAX_QUERY_BYTES} bytes",
+            sql.len()
+        )));
+    }
+    Ok(())
+}
 
 /// Parses Trino SQL into statements, folding quoted identifiers to lower case.
 pub fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let dialect = TrinoDialect::default();
+    check_size(sql)?;
+    let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(sql));
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| DataFusionError::SQL(Box::new(sqlparser::parser::ParserError::TokenizerError(e.to_string())), None))?;
@@ -93,7 +158,91 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .with_recursion_limit(RECURSION_LIMIT)
         .with_tokens_with_locations(array_type_brackets(parenthesize_values(tokens)))
         .parse_statements()
-        .map_err(|e| DataFusionError::SQL(Box::new(e), None))
+        .map_err(|e| match e {
+            _ if dialect.exhausted() => {
+                DataFusionError::Plan("QUERY_TOO_COMPLEX: the query is too complex to parse (deeply nested constructs)".into())
+            }
+            sqlparser::parser::ParserError::RecursionLimitExceeded => DataFusionError::Plan(format!(
+                "QUERY_TOO_COMPLEX: the query nests parentheses, subqueries, calls or CASEs more than {RECURSION_LIMIT} levels deep"
+            )),
+            e => DataFusionError::SQL(Box::new(e), None),
+        })
+        .and_then(|statements| {
+            statements.iter().try_for_each(check_depth)?;
+            Ok(statements)
+        })
+}
+
+/// Most tables, subqueries, CTEs and UNNESTs one query may combine: each is
+/// a node of the plan, whose walks recurse once per level and whose
+/// optimisation grows faster than the count.
+pub const MAX_RELATIONS: usize = 1000;
+
+/// Refuses a statement whose expression, query or set-operation nesting
+/// exceeds [`MAX_TREE_DEPTH`], or that combines more than
+/// [`MAX_RELATIONS`] relations. The walk stops at the limit, so it never
+/// recurses deeper than the limit itself.
+pub fn check_depth(stmt: &Statement) -> Result<()> {
+    struct Depth {
+        now: usize,
+        relations: usize,
+    }
+    fn too_deep<T>() -> ControlFlow<String, T> {
+        ControlFlow::Break(format!(
+            "QUERY_TOO_COMPLEX: the query nests expressions more than {MAX_TREE_DEPTH} levels deep \
+             (a chain of {MAX_TREE_DEPTH} operators such as `a + b + …`, `x OR y OR …` or `… UNION ALL …`); \
+             use IN (…), an array or a join instead"
+        ))
+    }
+    /// Depth of a chain of set operations, walked without recursion.
+    fn set_depth(body: &sqlparser::ast::SetExpr) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(body, 1usize)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            if let sqlparser::ast::SetExpr::SetOperation { left, right, .. } = e {
+                stack.push((left, d + 1));
+                stack.push((right, d + 1));
+            }
+        }
+        deepest
+    }
+    impl Depth {
+        fn enter(&mut self, by: usize) -> ControlFlow<String> {
+            self.now += by;
+            if self.now > MAX_TREE_DEPTH { too_deep() } else { ControlFlow::Continue(()) }
+        }
+    }
+    impl sqlparser::ast::Visitor for Depth {
+        type Break = String;
+        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<String> {
+            self.enter(1)
+        }
+        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<String> {
+            self.now -= 1;
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<String> {
+            self.enter(set_depth(&q.body))
+        }
+        fn post_visit_query(&mut self, q: &Query) -> ControlFlow<String> {
+            self.now -= set_depth(&q.body);
+            ControlFlow::Continue(())
+        }
+        fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<String> {
+            self.relations += 1;
+            if self.relations > MAX_RELATIONS {
+                return ControlFlow::Break(format!(
+                    "QUERY_TOO_COMPLEX: the query combines more than {MAX_RELATIONS} tables, subqueries and CTEs"
+                ));
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    match sqlparser::ast::Visit::visit(stmt, &mut Depth { now: 0, relations: 0 }) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(message) => Err(DataFusionError::Plan(message)),
+    }
 }
 
 /// Trino writes array types `ARRAY(BIGINT)`; sqlparser reads `ARRAY<BIGINT>`.
@@ -201,20 +350,22 @@ fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<
 
 /// Parses one expression (for rewrites built from text).
 fn parse_expr(text: &str) -> Result<Expr, String> {
-    let dialect = TrinoDialect::default();
+    let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(text));
     Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
 }
 
 fn parse_query(text: &str) -> Result<Query, String> {
-    let dialect = TrinoDialect::default();
+    let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(text));
     Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_query()).map(|q| *q).map_err(|e| e.to_string())
 }
 
-/// Registers the Trino functions on a session.
+/// Registers the Trino functions on a session, and bounds the functions an
+/// argument can make unbounded by the session's memory pool (see `limits`).
 pub fn register(ctx: &SessionContext) {
     for f in json::functions().into_iter().chain(datetime::functions()).chain(strings::functions()).chain(misc::functions()) {
         ctx.register_udf(f);
     }
+    limits::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
 }
 
 /// Rewrites a parsed statement into DataFusion's forms, putting `params`
@@ -254,6 +405,21 @@ pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::datafra
 /// Plans one rewritten statement on a session.
 pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> {
     state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
+}
+
+/// Refuses the numeric literals Trino refuses, rather than letting them
+/// become an infinite or rounded double: an integer beyond bigint, a
+/// decimal of more than 38 digits, a double beyond its range.
+fn check_number(text: &str) -> Result<(), String> {
+    let invalid = || format!("INVALID_LITERAL: Invalid numeric literal: {}", text.chars().take(60).collect::<String>());
+    if text.contains(['e', 'E']) {
+        return if text.parse::<f64>().is_ok_and(f64::is_finite) { Ok(()) } else { Err(invalid()) };
+    }
+    if text.contains('.') {
+        let digits = text.trim_start_matches(['0', '.']).chars().filter(char::is_ascii_digit).count();
+        return if digits <= 38 { Ok(()) } else { Err(invalid()) };
+    }
+    text.parse::<i64>().map(|_| ()).map_err(|_| invalid())
 }
 
 struct Rewriter {
@@ -412,10 +578,6 @@ impl Rewriter {
                 }
                 _ => return Err("all_match takes an array and a lambda".into()),
             },
-            "sequence" => {
-                rename(f, "generate_series");
-                None
-            }
             "rand" => {
                 rename(f, "random");
                 None
@@ -462,7 +624,7 @@ impl VisitorMut for Rewriter {
                     _ => 9,
                 };
                 if let SqlType::Timestamp(_, tz) = &ts.data_type {
-                    ts.data_type = SqlType::Timestamp(Some(p), tz.clone());
+                    ts.data_type = SqlType::Timestamp(Some(p), *tz);
                 }
                 None
             }
@@ -505,6 +667,14 @@ impl VisitorMut for Rewriter {
                 } else {
                     None
                 }
+            }
+            Expr::Value(v) if matches!(&v.value, Value::Number(..)) => {
+                if let Value::Number(text, _) = &v.value
+                    && let Err(e) = check_number(text)
+                {
+                    return ControlFlow::Break(e);
+                }
+                None
             }
             Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?") => {
                 self.params += 1;
