@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sediment_engine::dialect::types::{precision_scale, trino_type};
+use sediment_engine::dialect::types::{athena_column, trino_type};
 use serde_json::{Value, json};
 
 use crate::output::{text_rows_range, to_csv};
@@ -172,10 +172,12 @@ pub async fn dispatch(
             let (Some(name), Some(sql)) = (str_field(&req, "StatementName"), str_field(&req, "QueryStatement")) else {
                 return invalid("StatementName and QueryStatement are required").into_response();
             };
-            state.service.prepare(name, sql);
-            Ok(json!({}))
+            match state.service.prepare(name, sql) {
+                Ok(()) => Ok(json!({})),
+                Err(e) => Err(invalid(e.message)),
+            }
         }
-        "GetPreparedStatement" => match str_field(&req, "StatementName").and_then(|n| state.service.prepared(n).map(|s| (n, s))) {
+        "GetPreparedStatement" => match str_field(&req, "StatementName").and_then(|n| state.service.prepared(n).map(|s| (n, s.sql))) {
             Some((n, s)) => Ok(json!({"PreparedStatement": {"StatementName": n, "QueryStatement": s, "WorkGroupName": "primary"}})),
             None => Err(AthenaError("ResourceNotFoundException", "prepared statement not found".into())),
         },
@@ -490,11 +492,11 @@ async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError
         .fields()
         .iter()
         .map(|f| {
-            let (p, s) = precision_scale(f.data_type());
+            let c = athena_column(f.data_type());
             json!({
                 "CatalogName": "hive", "SchemaName": "", "TableName": "",
-                "Name": f.name(), "Label": f.name(), "Type": trino_type(f.data_type()),
-                "Precision": p, "Scale": s, "Nullable": "UNKNOWN", "CaseSensitive": matches!(f.data_type(), arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::Utf8View | arrow::datatypes::DataType::LargeUtf8),
+                "Name": f.name(), "Label": f.name(), "Type": c.type_name,
+                "Precision": c.precision, "Scale": c.scale, "Nullable": "UNKNOWN", "CaseSensitive": c.case_sensitive,
             })
         })
         .collect();
@@ -576,11 +578,8 @@ async fn list_tables(state: &AppState, req: &Value) -> Result<Value, AthenaError
     let pattern = str_field(req, "Expression").map(|p| p.to_lowercase());
     let mut out = Vec::new();
     for name in crate::meta::tables(&state.service) {
-        if let Some(p) = &pattern {
-            let rx = format!("^{}$", regex::escape(p).replace("\\*", ".*").replace("\\|", "|"));
-            if !regex::Regex::new(&rx).is_ok_and(|r| r.is_match(&name)) {
-                continue;
-            }
+        if !crate::meta::matches(pattern.as_deref(), &name) {
+            continue;
         }
         if let Ok(t) = table_metadata(state, &name).await {
             out.push(t);

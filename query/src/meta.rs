@@ -1,31 +1,19 @@
-//! Statements answered from the catalog rather than planned: `SHOW TABLES`,
-//! `SHOW SCHEMAS`/`DATABASES`, `SHOW COLUMNS`, `DESCRIBE`, `SHOW CREATE
-//! TABLE`, `SHOW PARTITIONS`, and `PREPARE`/`DEALLOCATE PREPARE`.
+//! Statements answered from the catalog rather than planned, routed by
+//! their parsed form: `SHOW TABLES`, `SHOW SCHEMAS`/`DATABASES`, `SHOW
+//! COLUMNS`, `DESCRIBE`, `SHOW CREATE TABLE` and `SHOW PARTITIONS`.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use datafusion::prelude::SessionContext;
-use regex::Regex;
+use datafusion::prelude::{SessionContext, col};
+use datafusion::sql::sqlparser::ast::{
+    ObjectName, ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition, ShowStatementOptions, Statement,
+};
 use sediment_engine::dialect::types::trino_type;
 
 use crate::service::{QueryError, QueryOutput, QueryService};
-
-fn re(p: &str) -> Regex {
-    // Patterns are constants below.
-    Regex::new(&format!("(?is)^\\s*{p}\\s*;?\\s*$")).expect("valid pattern")
-}
-
-static SHOW_TABLES: LazyLock<Regex> = LazyLock::new(|| re(r"SHOW\s+TABLES(?:\s+(?:FROM|IN)\s+([\w.]+))?(?:\s+(?:LIKE\s+)?'([^']*)')?"));
-static SHOW_SCHEMAS: LazyLock<Regex> =
-    LazyLock::new(|| re(r"SHOW\s+(?:SCHEMAS|DATABASES)(?:\s+(?:FROM|IN)\s+\w+)?(?:\s+(?:LIKE\s+)?'([^']*)')?"));
-static DESCRIBE: LazyLock<Regex> = LazyLock::new(|| re(r#"(?:DESCRIBE|DESC|SHOW\s+COLUMNS\s+(?:FROM|IN))\s+([\w."`]+)"#));
-static SHOW_CREATE: LazyLock<Regex> = LazyLock::new(|| re(r#"SHOW\s+CREATE\s+TABLE\s+([\w."`]+)"#));
-static SHOW_PARTITIONS: LazyLock<Regex> = LazyLock::new(|| re(r#"SHOW\s+PARTITIONS\s+([\w."`]+)"#));
-static PREPARE: LazyLock<Regex> = LazyLock::new(|| re(r"PREPARE\s+(\w+)\s+FROM\s+(.+)"));
-static DEALLOCATE: LazyLock<Regex> = LazyLock::new(|| re(r"DEALLOCATE\s+PREPARE\s+(\w+)"));
 
 fn table_output(columns: &[&str], rows: Vec<Vec<String>>) -> QueryOutput {
     let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, true)).collect::<Vec<_>>()));
@@ -45,97 +33,131 @@ fn table_output(columns: &[&str], rows: Vec<Vec<String>>) -> QueryOutput {
     }
 }
 
-/// `LIKE` (with `%`, `_`) or Athena's `'*'`/`|` patterns, case-insensitive.
-fn matches(pattern: Option<&str>, name: &str) -> bool {
-    let Some(p) = pattern else { return true };
-    let p = p.to_lowercase();
-    p.split('|').any(|alt| {
-        let mut rx = String::from("^");
-        for c in alt.chars() {
-            match c {
-                '%' | '*' => rx.push_str(".*"),
-                '_' => rx.push('.'),
-                c => rx.push_str(&regex::escape(&c.to_string())),
-            }
-        }
-        rx.push('$');
-        Regex::new(&rx).map(|r| r.is_match(name)).unwrap_or(false)
-    })
+/// An empty answer (`PREPARE`, `DEALLOCATE PREPARE`).
+pub(crate) fn empty() -> QueryOutput {
+    table_output(&[], vec![])
 }
 
-fn table_name(raw: &str) -> String {
-    raw.rsplit('.').next().unwrap_or(raw).trim_matches(|c| c == '"' || c == '`').to_lowercase()
+/// A `LIKE` pattern (`%`, `_`) or one of Athena's (`*`, alternatives
+/// separated by `|`), matched case-insensitively.
+pub(crate) fn matches(pattern: Option<&str>, name: &str) -> bool {
+    let Some(p) = pattern else { return true };
+    let name: Vec<char> = name.to_lowercase().chars().collect();
+    p.to_lowercase().split('|').any(|alt| glob(&alt.chars().collect::<Vec<_>>(), &name))
+}
+
+/// Wildcard match without backtracking blow-up: `%`/`*` any run, `_` one character.
+fn glob(p: &[char], s: &[char]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == '_' || p[pi] == s[si]) && p[pi] != '%' && p[pi] != '*' {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && (p[pi] == '%' || p[pi] == '*') {
+            star = Some((pi, si));
+            pi += 1;
+        } else if let Some((sp, ss)) = star {
+            pi = sp + 1;
+            si = ss + 1;
+            star = Some((sp, ss + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '%' || *c == '*')
+}
+
+/// The last part of a (possibly qualified, possibly quoted) name, lower case.
+fn last_name(name: &ObjectName) -> String {
+    name.0.last().and_then(|p| p.as_ident()).map(|i| i.value.to_lowercase()).unwrap_or_default()
+}
+
+/// The pattern of a `SHOW … LIKE 'p'` (or Athena's bare `SHOW … 'p'`).
+fn pattern(options: &ShowStatementOptions) -> Option<&str> {
+    match options.filter_position.as_ref()? {
+        ShowStatementFilterPosition::Infix(f) | ShowStatementFilterPosition::Suffix(f) => match f {
+            ShowStatementFilter::Like(p) | ShowStatementFilter::ILike(p) | ShowStatementFilter::NoKeyword(p) => Some(p),
+            ShowStatementFilter::Where(_) => None,
+        },
+    }
+}
+
+/// The object a `SHOW … FROM x` names.
+fn shown_in(options: &ShowStatementOptions) -> Option<&ObjectName> {
+    options.show_in.as_ref().and_then(|i| i.parent_name.as_ref())
 }
 
 /// Answers a metadata statement, or `None` to plan it as SQL.
-pub(crate) async fn answer(svc: &QueryService, ctx: &SessionContext, sql: &str) -> Result<Option<QueryOutput>, QueryError> {
-    if let Some(c) = SHOW_TABLES.captures(sql) {
-        if let Some(db) = c.get(1).map(|m| table_name(m.as_str()))
-            && !svc.databases().contains(&db)
-        {
-            return Err(QueryError::user(format!("SCHEMA_NOT_FOUND: Schema '{db}' does not exist")));
-        }
-        let mut names = tables(svc);
-        names.retain(|n| matches(c.get(2).map(|m| m.as_str()), n));
-        names.sort();
-        return Ok(Some(table_output(&["tab_name"], names.into_iter().map(|n| vec![n]).collect())));
-    }
-    if let Some(c) = SHOW_SCHEMAS.captures(sql) {
-        let mut dbs = svc.databases();
-        dbs.retain(|n| matches(c.get(1).map(|m| m.as_str()), n));
-        return Ok(Some(table_output(&["database_name"], dbs.into_iter().map(|n| vec![n]).collect())));
-    }
-    if let Some(c) = DESCRIBE.captures(sql) {
-        let name = table_name(&c[1]);
-        let schema = table_schema(ctx, &name).await?;
-        let rows =
-            schema.fields().iter().map(|f| vec![f.name().clone(), trino_type(f.data_type()), String::new(), String::new()]).collect();
-        return Ok(Some(table_output(&["column", "type", "extra", "comment"], rows)));
-    }
-    if let Some(c) = SHOW_CREATE.captures(sql) {
-        let name = table_name(&c[1]);
-        let schema = table_schema(ctx, &name).await?;
-        let cols: Vec<String> = schema.fields().iter().map(|f| format!("  `{}` {}", f.name(), trino_type(f.data_type()))).collect();
-        let location = format!("{}/{}", svc.lake().url().trim_end_matches('/'), sediment_lake::paths::table_root(&name));
-        let text = format!(
-            "CREATE EXTERNAL TABLE `{}`.`{name}`(\n{})\nLOCATION '{location}'\nTBLPROPERTIES ('table_type'='DELTA')",
-            svc.settings().database,
-            cols.join(",\n")
-        );
-        return Ok(Some(table_output(&["createtab_stmt"], vec![vec![text]])));
-    }
-    if let Some(c) = SHOW_PARTITIONS.captures(sql) {
-        let name = table_name(&c[1]);
-        let (col, query) = if name == "events" {
-            ("dt", "SELECT DISTINCT dt FROM events ORDER BY dt".to_owned())
-        } else if svc.config().projections.iter().any(|p| p.name == name) {
-            ("snapshot_date", format!("SELECT DISTINCT snapshot_date FROM {name} ORDER BY 1"))
-        } else if svc.config().views.iter().any(|v| v.name == name) {
-            ("dt", format!("SELECT DISTINCT dt FROM {name} ORDER BY 1"))
-        } else {
-            return Err(QueryError::user(format!("TABLE_NOT_FOUND: Table '{name}' is not partitioned or does not exist")));
-        };
-        let batches = ctx.sql(&query).await?.collect().await?;
-        let mut rows = Vec::new();
-        for b in &batches {
-            for v in sediment_engine::dialect::types::render_column(b.column(0)).into_iter().flatten() {
-                rows.push(vec![format!("{col}={v}")]);
+pub(crate) async fn answer(svc: &QueryService, ctx: &SessionContext, stmt: &Statement) -> Result<Option<QueryOutput>, QueryError> {
+    Ok(Some(match stmt {
+        Statement::ShowTables { show_options, .. } => {
+            if let Some(db) = shown_in(show_options).map(last_name)
+                && !svc.databases().contains(&db)
+            {
+                return Err(QueryError::user(format!("SCHEMA_NOT_FOUND: Schema '{db}' does not exist")));
             }
+            let mut names = tables(svc);
+            names.retain(|n| matches(pattern(show_options), n));
+            table_output(&["tab_name"], names.into_iter().map(|n| vec![n]).collect())
         }
-        return Ok(Some(table_output(&["partition"], rows)));
-    }
-    if let Some(c) = PREPARE.captures(sql) {
-        svc.prepare(&c[1], &c[2]);
-        return Ok(Some(table_output(&[], vec![])));
-    }
-    if let Some(c) = DEALLOCATE.captures(sql) {
-        svc.prepare(&c[1], "");
-        return Ok(Some(table_output(&[], vec![])));
-    }
-    Ok(None)
+        Statement::ShowSchemas { show_options, .. } | Statement::ShowDatabases { show_options, .. } => {
+            let mut dbs = svc.databases();
+            dbs.retain(|n| matches(pattern(show_options), n));
+            table_output(&["database_name"], dbs.into_iter().map(|n| vec![n]).collect())
+        }
+        Statement::ShowColumns { show_options, .. } => {
+            let name = shown_in(show_options).map(last_name).unwrap_or_default();
+            describe(ctx, &name).await?
+        }
+        Statement::ExplainTable { table_name, .. } => describe(ctx, &last_name(table_name)).await?,
+        Statement::ShowCreate { obj_type: ShowCreateObject::Table | ShowCreateObject::View, obj_name } => {
+            let name = last_name(obj_name);
+            let schema = table_schema(ctx, &name).await?;
+            let cols: Vec<String> = schema.fields().iter().map(|f| format!("  `{}` {}", f.name(), trino_type(f.data_type()))).collect();
+            let location = format!("{}/{}", svc.lake().url().trim_end_matches('/'), sediment_lake::paths::table_root(&name));
+            let text = format!(
+                "CREATE EXTERNAL TABLE `{}`.`{name}`(\n{})\nLOCATION '{location}'\nTBLPROPERTIES ('table_type'='DELTA')",
+                svc.settings().database,
+                cols.join(",\n")
+            );
+            table_output(&["createtab_stmt"], vec![vec![text]])
+        }
+        // sqlparser reads `SHOW PARTITIONS t` as a session variable named `PARTITIONS t`.
+        Statement::ShowVariable { variable } if variable.first().is_some_and(|v| v.value.eq_ignore_ascii_case("partitions")) => {
+            let name = variable.last().map(|v| v.value.to_lowercase()).unwrap_or_default();
+            partitions(svc, ctx, &name).await?
+        }
+        _ => return Ok(None),
+    }))
 }
 
-/// Every table name of the lake database.
+async fn describe(ctx: &SessionContext, name: &str) -> Result<QueryOutput, QueryError> {
+    let schema = table_schema(ctx, name).await?;
+    let rows = schema.fields().iter().map(|f| vec![f.name().clone(), trino_type(f.data_type()), String::new(), String::new()]).collect();
+    Ok(table_output(&["column", "type", "extra", "comment"], rows))
+}
+
+/// `SHOW PARTITIONS`: the partition values of a partitioned table, as `col=value`.
+async fn partitions(svc: &QueryService, ctx: &SessionContext, name: &str) -> Result<QueryOutput, QueryError> {
+    let column = if name == "events" || svc.config().views.iter().any(|v| v.name == name) {
+        "dt"
+    } else if svc.config().projections.iter().any(|p| p.name == name) {
+        "snapshot_date"
+    } else {
+        return Err(QueryError::user(format!("TABLE_NOT_FOUND: Table '{name}' is not partitioned or does not exist")));
+    };
+    let df = ctx.table(name).await?.select(vec![col(column)])?.distinct()?.sort(vec![col(column).sort(true, true)])?;
+    let mut rows = Vec::new();
+    for b in df.collect().await? {
+        for v in sediment_engine::dialect::types::render_column(b.column(0)).into_iter().flatten() {
+            rows.push(vec![format!("{column}={v}")]);
+        }
+    }
+    Ok(table_output(&["partition"], rows))
+}
+
+/// Every table name of the lake database, sorted.
 pub fn tables(svc: &QueryService) -> Vec<String> {
     use datafusion::catalog::SchemaProvider;
     let mut names = svc.catalog().schema_provider().table_names();
@@ -160,8 +182,27 @@ mod tests {
         assert!(matches(Some("*current"), "orders_current"));
         assert!(matches(Some("events|orders"), "orders"));
         assert!(!matches(Some("ord_"), "orders"));
-        assert!(SHOW_TABLES.is_match("show tables in default like 'o%'"));
-        assert!(DESCRIBE.is_match("DESCRIBE \"Events\";"));
-        assert!(PREPARE.is_match("PREPARE q FROM SELECT * FROM events WHERE dt = ?"));
+        assert!(matches(Some("o_d%s"), "orders"));
+        assert!(matches(Some("%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%%x"), "orders_x"));
+        assert!(!matches(Some("%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%a%b"), &"a".repeat(200)));
+    }
+
+    #[test]
+    fn statements_are_routed_by_their_parsed_form() {
+        let kind = |sql: &str| {
+            let stmt = sediment_engine::dialect::parse(sql).unwrap().remove(0);
+            match stmt {
+                Statement::ShowTables { show_options, .. } => {
+                    format!("tables {:?} {:?}", shown_in(&show_options).map(last_name), pattern(&show_options))
+                }
+                Statement::ExplainTable { table_name, .. } => format!("describe {}", last_name(&table_name)),
+                Statement::ShowVariable { variable } => format!("variable {}", variable.len()),
+                other => format!("{other}"),
+            }
+        };
+        assert_eq!(kind("-- a note from the editor\nSHOW TABLES"), "tables None None");
+        assert_eq!(kind("show tables in default like 'o%'"), "tables Some(\"default\") Some(\"o%\")");
+        assert_eq!(kind("/* x */ DESCRIBE \"Events\";"), "describe events");
+        assert_eq!(kind("SHOW PARTITIONS events"), "variable 2");
     }
 }

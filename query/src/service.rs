@@ -179,8 +179,16 @@ pub struct QueryService {
     settings: QuerySection,
     runtime: Arc<RuntimeEnv>,
     slots: Arc<Semaphore>,
-    prepared: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    prepared: std::sync::Mutex<std::collections::HashMap<String, Prepared>>,
     cpu: CpuRuntime,
+}
+
+/// A prepared statement: its text (as `GetPreparedStatement` returns it)
+/// and its parsed form, so that `EXECUTE` parses nothing again.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub sql: String,
+    statement: Statement,
 }
 
 impl QueryService {
@@ -302,17 +310,33 @@ impl QueryService {
     async fn execute(&self, req: &QueryRequest) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
         let ctx = self.session();
-        let sql = self.resolve_prepared(&req.sql)?;
-        if let Some(out) = meta::answer(self, &ctx, &sql.sql).await? {
-            return Ok(QueryOutput { planning: started.elapsed(), ..out });
-        }
-        let mut statements = dialect::parse(&sql.sql).map_err(QueryError::from)?;
+        // The one parse of this request; everything after works on the tree.
+        let mut statements = dialect::parse(&req.sql).map_err(QueryError::from)?;
         if statements.len() != 1 {
             return Err(QueryError::user(format!("expected one statement, got {}", statements.len())));
         }
-        let mut stmt = statements.remove(0);
+        let (mut stmt, params) = match statements.remove(0) {
+            Statement::Prepare { name, statement, .. } => {
+                self.store_prepared(&name.value, *statement);
+                return Ok(meta::empty());
+            }
+            Statement::Deallocate { name, .. } => {
+                self.prepared.lock().unwrap_or_else(|p| p.into_inner()).remove(&name.value.to_lowercase());
+                return Ok(meta::empty());
+            }
+            Statement::Execute { name: Some(name), parameters, using, .. } => {
+                let name = name.to_string();
+                let stored = self.prepared(&name).ok_or_else(|| QueryError::user(format!("Prepared statement not found: {name}")))?;
+                let mut values = parameters;
+                values.extend(using.into_iter().map(|u| u.expr));
+                (stored.statement, values)
+            }
+            other => (other, dialect::parse_params(&req.params).map_err(QueryError::from)?),
+        };
+        if let Some(out) = meta::answer(self, &ctx, &stmt).await? {
+            return Ok(QueryOutput { planning: started.elapsed(), ..out });
+        }
         refuse_writes(&stmt)?;
-        let params = if sql.params.is_empty() { &req.params } else { &sql.params };
         dialect::rewrite(&mut stmt, params).map_err(QueryError::from)?;
         let plan = dialect::plan(&ctx.state(), stmt).await.map_err(QueryError::from)?;
         datafusion::execution::context::SQLOptions::new()
@@ -394,35 +418,24 @@ impl QueryService {
         Ok((batches, rows))
     }
 
-    /// `PREPARE name FROM stmt` stores; `EXECUTE name USING a, b` resolves.
-    fn resolve_prepared(&self, sql: &str) -> Result<Resolved, QueryError> {
-        let trimmed = sql.trim().trim_end_matches(';').trim();
-        let upper = trimmed.to_ascii_uppercase();
-        if let Some(rest) = upper.strip_prefix("EXECUTE ") {
-            let rest_orig = &trimmed[trimmed.len() - rest.len()..];
-            let (name, using) = match rest_orig.to_ascii_uppercase().find(" USING ") {
-                Some(i) => (rest_orig[..i].trim(), Some(rest_orig[i + 7..].trim())),
-                None => (rest_orig.trim(), None),
-            };
-            let stored = self
-                .prepared
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&name.to_lowercase())
-                .cloned()
-                .ok_or_else(|| QueryError::user(format!("Prepared statement not found: {name}")))?;
-            let params = using.map(split_params).unwrap_or_default();
-            return Ok(Resolved { sql: stored, params });
+    /// Stores a prepared statement from the Athena API's
+    /// `CreatePreparedStatement` (SQL `PREPARE name FROM …` stores its parsed
+    /// statement directly).
+    pub fn prepare(&self, name: &str, sql: &str) -> Result<(), QueryError> {
+        let mut statements = dialect::parse(sql).map_err(QueryError::from)?;
+        if statements.len() != 1 {
+            return Err(QueryError::user(format!("a prepared statement is one statement, got {}", statements.len())));
         }
-        Ok(Resolved { sql: sql.to_owned(), params: vec![] })
+        self.store_prepared(name, statements.remove(0));
+        Ok(())
     }
 
-    /// Stores a prepared statement (SQL `PREPARE` or the Athena API).
-    pub fn prepare(&self, name: &str, sql: &str) {
-        self.prepared.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_lowercase(), sql.to_owned());
+    fn store_prepared(&self, name: &str, statement: Statement) {
+        let prepared = Prepared { sql: statement.to_string(), statement };
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_lowercase(), prepared);
     }
 
-    pub fn prepared(&self, name: &str) -> Option<String> {
+    pub fn prepared(&self, name: &str) -> Option<Prepared> {
         self.prepared.lock().unwrap_or_else(|p| p.into_inner()).get(&name.to_lowercase()).cloned()
     }
 
@@ -496,44 +509,25 @@ fn batch_for_constants(plan: &LogicalPlan, configured: usize, pool_bytes: usize)
     if largest.saturating_mul(configured) <= budget { configured } else { (budget / largest.max(1)).clamp(1, configured) }
 }
 
-struct Resolved {
-    sql: String,
-    params: Vec<String>,
-}
-
-/// Splits `a, 'b,c', DATE '…'` at top-level commas.
-fn split_params(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let (mut quote, mut depth) = (false, 0i32);
-    for c in text.chars() {
-        match c {
-            '\'' => quote = !quote,
-            '(' if !quote => depth += 1,
-            ')' if !quote => depth -= 1,
-            ',' if !quote && depth == 0 => {
-                out.push(cur.trim().to_owned());
-                cur.clear();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-    }
-    if !cur.trim().is_empty() {
-        out.push(cur.trim().to_owned());
-    }
-    out
-}
-
 /// Refuses, before planning, every statement that is not a read.
 fn refuse_writes(stmt: &Statement) -> Result<(), QueryError> {
     match stmt {
         Statement::Query(_) => Ok(()),
         Statement::Explain { statement, .. } => refuse_writes(statement),
         other => {
-            let text = other.to_string();
-            let verb: String = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let verb = match other {
+                Statement::Insert(_) => "INSERT".to_owned(),
+                Statement::Update(_) => "UPDATE".to_owned(),
+                Statement::Delete(_) => "DELETE".to_owned(),
+                Statement::Merge(_) => "MERGE".to_owned(),
+                Statement::Copy { .. } => "COPY".to_owned(),
+                Statement::CreateTable(c) if c.query.is_some() => "CREATE TABLE AS".to_owned(),
+                Statement::CreateTable(_) => "CREATE TABLE".to_owned(),
+                Statement::CreateView(_) => "CREATE VIEW".to_owned(),
+                Statement::Drop { .. } => "DROP".to_owned(),
+                Statement::Set(_) => "SET".to_owned(),
+                other => other.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+            };
             Err(QueryError::user(format!("NOT_SUPPORTED: {verb} is not allowed: the query service is read-only")))
         }
     }
@@ -556,14 +550,4 @@ pub fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
     let mut s = Sum(0);
     let _ = accept(plan.as_ref(), &mut s);
     s.0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn params_split_at_top_level_commas() {
-        assert_eq!(split_params("1, 'a,b', DATE '2026-11-02', f(1, 2)"), vec!["1", "'a,b'", "DATE '2026-11-02'", "f(1, 2)"]);
-    }
 }

@@ -79,6 +79,24 @@ impl Dialect for TrinoDialect {
     fn dialect(&self) -> TypeId {
         TypeId::of::<GenericDialect>()
     }
+    /// Athena's `PREPARE name FROM statement` (sqlparser knows Postgres's
+    /// `PREPARE name AS statement`).
+    fn parse_statement(&self, parser: &mut Parser) -> Option<Result<Statement, sqlparser::parser::ParserError>> {
+        use sqlparser::keywords::Keyword;
+        let athena_prepare = matches!(&parser.peek_nth_token_ref(0).token, Token::Word(w) if w.keyword == Keyword::PREPARE)
+            && matches!(&parser.peek_nth_token_ref(1).token, Token::Word(_))
+            && matches!(&parser.peek_nth_token_ref(2).token, Token::Word(w) if w.keyword == Keyword::FROM);
+        if !athena_prepare {
+            return None;
+        }
+        Some((|| {
+            parser.expect_keyword(Keyword::PREPARE)?;
+            let name = parser.parse_identifier()?;
+            parser.expect_keyword(Keyword::FROM)?;
+            let statement = Box::new(parser.parse_statement()?);
+            Ok(Statement::Prepare { name, data_types: vec![], statement })
+        })())
+    }
     fn parse_prefix(&self, _: &mut Parser) -> Option<Result<Expr, sqlparser::parser::ParserError>> {
         self.prefixes.set(self.prefixes.get().saturating_add(1));
         // RecursionLimitExceeded is the one error sqlparser never retries.
@@ -368,13 +386,15 @@ pub fn register(ctx: &SessionContext) {
     limits::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
 }
 
+/// Parses execution parameters (Athena's `ExecutionParameters`: each a SQL
+/// literal) into expressions.
+pub fn parse_params(params: &[String]) -> Result<Vec<Expr>> {
+    params.iter().map(|p| parse_expr(p).map_err(|e| DataFusionError::Plan(format!("execution parameter {p:?}: {e}")))).collect()
+}
+
 /// Rewrites a parsed statement into DataFusion's forms, putting `params`
-/// (SQL literals, Athena's `ExecutionParameters`) in place of the `?`s in order.
-pub fn rewrite(stmt: &mut Statement, params: &[String]) -> Result<()> {
-    let params = params
-        .iter()
-        .map(|p| parse_expr(p).map_err(|e| DataFusionError::Plan(format!("execution parameter {p:?}: {e}"))))
-        .collect::<Result<Vec<_>>>()?;
+/// in place of the `?`s in order.
+pub fn rewrite(stmt: &mut Statement, params: Vec<Expr>) -> Result<()> {
     let mut r = Rewriter { params: 0, values: params };
     if let ControlFlow::Break(e) = stmt.visit(&mut r) {
         return Err(DataFusionError::Plan(e));
@@ -397,7 +417,7 @@ pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::datafra
         return Err(DataFusionError::Plan(format!("expected one statement, got {}", statements.len())));
     }
     let mut stmt = statements.remove(0);
-    rewrite(&mut stmt, &[])?;
+    rewrite(&mut stmt, vec![])?;
     let plan = plan(&ctx.state(), stmt).await?;
     ctx.execute_logical_plan(plan).await
 }
@@ -689,6 +709,7 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_query(&mut self, q: &mut Query) -> ControlFlow<String> {
+        name_columns(q.body.as_mut());
         if let sqlparser::ast::SetExpr::Select(select) = q.body.as_mut() {
             let mut renames = Vec::new();
             if let Err(e) = lateral_unnest(select, &mut renames) {
@@ -749,6 +770,44 @@ impl VisitorMut for Rewriter {
             *t = TableFactor::Derived { lateral: false, subquery: Box::new(sub), alias, sample: None };
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Trino names a select item that is neither a column nor a field `_colN`,
+/// N its position: `SELECT a, count(*)` has columns `a` and `_col1`. The
+/// alias goes on the item, so clients see Trino's names rather than the
+/// expression's text. Every select of a set operation is named alike.
+fn name_columns(body: &mut sqlparser::ast::SetExpr) {
+    use sqlparser::ast::{SelectItem, SetExpr};
+    match body {
+        SetExpr::Select(select) => {
+            for (i, item) in select.projection.iter_mut().enumerate() {
+                if let SelectItem::UnnamedExpr(e) = item
+                    && !matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
+                {
+                    let expr = std::mem::replace(e, Expr::value(Value::Null));
+                    *item = SelectItem::ExprWithAlias { expr, alias: sqlparser::ast::Ident::new(format!("_col{i}")) };
+                }
+            }
+        }
+        SetExpr::SetOperation { left, right, .. } => {
+            // Iteratively down the left spine: long UNION chains are lists.
+            name_columns(right);
+            let mut next = left.as_mut();
+            loop {
+                match next {
+                    SetExpr::SetOperation { left, right, .. } => {
+                        name_columns(right);
+                        next = left.as_mut();
+                    }
+                    other => {
+                        name_columns(other);
+                        break;
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -895,21 +954,25 @@ mod tests {
     fn rw(sql: &str) -> String {
         let mut s = parse(sql).unwrap().remove(0);
         let params: Vec<String> = if sql.contains('?') { vec!["'x'".into(), "DATE '2026-11-02'".into()] } else { vec![] };
-        rewrite(&mut s, &params).unwrap();
+        rewrite(&mut s, parse_params(&params).unwrap()).unwrap();
         s.to_string()
     }
 
     #[test]
     fn rewrites() {
         assert_eq!(rw(r#"SELECT "UserId" FROM "Events""#), r#"SELECT "userid" FROM "events""#);
-        assert_eq!(rw("SELECT CAST(x AS INTEGER) FROM t"), "SELECT CAST(__round_for_int(x) AS INTEGER) FROM t");
-        assert_eq!(rw("SELECT count_if(a > 1) FROM t"), "SELECT count(CASE WHEN a > 1 THEN 1 END) FROM t");
-        assert_eq!(rw("SELECT ts AT TIME ZONE 'UTC' FROM t"), "SELECT __at_timezone(ts, 'UTC') FROM t");
+        assert_eq!(rw("SELECT CAST(x AS INTEGER) FROM t"), "SELECT CAST(__round_for_int(x) AS INTEGER) AS _col0 FROM t");
+        assert_eq!(rw("SELECT count_if(a > 1) FROM t"), "SELECT count(CASE WHEN a > 1 THEN 1 END) AS _col0 FROM t");
+        assert_eq!(rw("SELECT ts AT TIME ZONE 'UTC' FROM t"), "SELECT __at_timezone(ts, 'UTC') AS _col0 FROM t");
         assert_eq!(rw("SELECT * FROM t FETCH FIRST 5 ROWS ONLY"), "SELECT * FROM t LIMIT 5");
         assert_eq!(rw("SELECT a FROM t WHERE b = ? AND c = ?"), "SELECT a FROM t WHERE b = 'x' AND c = DATE '2026-11-02'");
-        assert_eq!(rw("SELECT try(1 / x) FROM t"), "SELECT (1 / nullif(x, 0)) FROM t");
-        assert_eq!(rw("SELECT max_by(a, b) FROM t"), "SELECT first_value(a ORDER BY b DESC NULLS LAST) FROM t");
+        assert_eq!(rw("SELECT try(1 / x) FROM t"), "SELECT (1 / nullif(x, 0)) AS _col0 FROM t");
+        assert_eq!(rw("SELECT max_by(a, b) FROM t"), "SELECT first_value(a ORDER BY b DESC NULLS LAST) AS _col0 FROM t");
         assert!(rw("SELECT * FROM t TABLESAMPLE BERNOULLI (10)").contains("random() * 100 < (10)"));
-        assert_eq!(rw("SELECT transform(a, x -> x + 1) FROM t"), "SELECT array_transform(a, x -> x + 1) FROM t");
+        assert_eq!(
+            rw("SELECT a, t.b, 1, a + 1 AS c, 2 FROM t UNION SELECT 1, 2, 3, 4, 5"),
+            "SELECT a, t.b, 1 AS _col2, a + 1 AS c, 2 AS _col4 FROM t UNION SELECT 1 AS _col0, 2 AS _col1, 3 AS _col2, 4 AS _col3, 5 AS _col4"
+        );
+        assert_eq!(rw("SELECT transform(a, x -> x + 1) FROM t"), "SELECT array_transform(a, x -> x + 1) AS _col0 FROM t");
     }
 }

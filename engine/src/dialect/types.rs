@@ -57,21 +57,48 @@ fn precision(unit: &TimeUnit) -> u8 {
     }
 }
 
-/// Precision and scale as Athena's `ColumnInfo` reports them.
-pub fn precision_scale(t: &DataType) -> (i32, i32) {
+/// A column as Athena's `ColumnInfo` describes it: the type's bare name
+/// (`timestamp`, `decimal`, `array`, as clients such as PyAthena key their
+/// converters on it) with its parameters in `Precision` and `Scale`. The
+/// full Trino name (`timestamp(3)`, `decimal(10,2)`) is [`trino_type`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AthenaColumn {
+    pub type_name: &'static str,
+    pub precision: i32,
+    pub scale: i32,
+    pub case_sensitive: bool,
+}
+
+/// Athena's `ColumnInfo` for an Arrow type.
+pub fn athena_column(t: &DataType) -> AthenaColumn {
+    let c = |type_name, precision, scale| AthenaColumn { type_name, precision, scale, case_sensitive: false };
     match t {
-        DataType::Boolean => (0, 0),
-        DataType::Int8 => (3, 0),
-        DataType::Int16 | DataType::UInt8 => (5, 0),
-        DataType::Int32 | DataType::UInt16 => (10, 0),
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => (19, 0),
-        DataType::Float32 | DataType::Float16 => (17, 0),
-        DataType::Float64 => (17, 0),
-        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => (*p as i32, *s as i32),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => (2147483647, 0),
-        DataType::Date32 | DataType::Date64 => (0, 0),
-        DataType::Timestamp(unit, _) => (0, precision(unit) as i32),
-        _ => (0, 0),
+        DataType::Null => c("unknown", 0, 0),
+        DataType::Boolean => c("boolean", 0, 0),
+        DataType::Int8 => c("tinyint", 3, 0),
+        DataType::Int16 | DataType::UInt8 => c("smallint", 5, 0),
+        DataType::Int32 | DataType::UInt16 => c("integer", 10, 0),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => c("bigint", 19, 0),
+        DataType::Float16 | DataType::Float32 => c("real", 17, 0),
+        DataType::Float64 => c("double", 17, 0),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => {
+            c("decimal", *p as i32, *s as i32)
+        }
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            AthenaColumn { type_name: "varchar", precision: 2147483647, scale: 0, case_sensitive: true }
+        }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => c("varbinary", 1073741824, 0),
+        DataType::Date32 | DataType::Date64 => c("date", 0, 0),
+        DataType::Timestamp(unit, None) => c("timestamp", precision(unit) as i32, 0),
+        DataType::Timestamp(unit, Some(_)) => c("timestamp with time zone", precision(unit) as i32, 0),
+        DataType::Time32(u) => c("time", precision(u) as i32, 0),
+        DataType::Time64(u) => c("time", precision(u) as i32, 0),
+        DataType::Interval(_) | DataType::Duration(_) => c("interval day to second", 0, 0),
+        DataType::List(_) | DataType::LargeList(_) | DataType::ListView(_) | DataType::FixedSizeList(_, _) => c("array", 0, 0),
+        DataType::Map(_, _) => c("map", 0, 0),
+        DataType::Struct(_) => c("row", 0, 0),
+        DataType::Dictionary(_, v) => athena_column(v),
+        _ => c("unknown", 0, 0),
     }
 }
 
@@ -209,6 +236,10 @@ mod tests {
         assert_eq!(trino_type(&DataType::Timestamp(TimeUnit::Millisecond, None)), "timestamp(3)");
         assert_eq!(trino_type(&DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))), "timestamp(3) with time zone");
         assert_eq!(trino_type(&DataType::Decimal128(10, 2)), "decimal(10,2)");
+        let ts3 = athena_column(&DataType::Timestamp(TimeUnit::Millisecond, None));
+        assert_eq!((ts3.type_name, ts3.precision), ("timestamp", 3));
+        let dec = athena_column(&DataType::Decimal128(10, 2));
+        assert_eq!((dec.type_name, dec.precision, dec.scale), ("decimal", 10, 2));
         let ts: ArrayRef = Arc::new(arrow::array::TimestampMillisecondArray::from(vec![Some(1_793_624_709_123), None]));
         assert_eq!(render_column(&ts), vec![Some("2026-11-02 13:05:09.123".into()), None]);
         let zoned: ArrayRef =
