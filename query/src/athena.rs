@@ -58,7 +58,7 @@ struct Execution {
     /// The result's batches were dropped to keep retained results under
     /// budget; pages are read back from the result CSV at `result_key`.
     evicted: bool,
-    result_key: String,
+    result: ResultTarget,
     error: Option<QueryError>,
     cancel: Arc<Cancel>,
     reused: bool,
@@ -230,7 +230,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
     }
     let id = new_id();
     let requested_location = req.pointer("/ResultConfiguration/OutputLocation").and_then(Value::as_str);
-    let (location, key) = result_location(state, requested_location, &id);
+    let (location, target) = result_location(state, requested_location, &id)?;
     // Result reuse: an identical query that succeeded recently enough.
     let reuse_minutes = req
         .pointer("/ResultReuseConfiguration/ResultReuseByAgeConfiguration")
@@ -259,7 +259,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
         started: Instant::now(),
         output: reused.clone(),
         evicted: false,
-        result_key: key.clone(),
+        result: target.clone(),
         error: None,
         cancel: Arc::new(Cancel::default()),
         reused: reused.is_some(),
@@ -281,10 +281,10 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
         st.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
         // Athena writes the result CSV before reporting success.
         let result = match result {
-            Ok(out) => match st.service.on_cpu(move || (to_csv(&out), out)).await {
-                Ok((csv, out)) => match st.service.lake().put(&key, csv.into()).await {
+            Ok(out) => match st.service.on_cpu(move || (to_csv(&out), result_metadata(&out), out)).await {
+                Ok((csv, metadata, out)) => match target.write(csv, metadata).await {
                     Ok(()) => Ok(out),
-                    Err(e) => Err(QueryError::system(format!("writing the result to {key}: {e}"))),
+                    Err(e) => Err(QueryError::system(format!("writing the result to {}: {e}", target.key))),
                 },
                 Err(e) => Err(e),
             },
@@ -314,18 +314,54 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
 
 /// Where a result goes: inside the lake when the requested location is in
 /// it, else under the lake's `_results/`.
-fn result_location(state: &AppState, requested: Option<&str>, id: &str) -> (String, String) {
-    let lake = state.service.lake().url().trim_end_matches('/').to_owned();
-    if let Some(loc) = requested {
-        let loc = loc.trim_end_matches('/');
-        if let Some(rest) = loc.strip_prefix(&lake) {
-            let rel = rest.trim_start_matches('/');
-            let key = if rel.is_empty() { format!("{id}.csv") } else { format!("{rel}/{id}.csv") };
-            return (format!("{loc}/{id}.csv"), key);
-        }
+/// Where an execution's result files go: a key in the lake, or in another
+/// S3 bucket when the client asks for an `OutputLocation` outside the lake.
+#[derive(Debug, Clone)]
+struct ResultTarget {
+    store: sediment_lake::Lake,
+    /// Key of `<id>.csv` within `store`.
+    key: String,
+}
+
+impl ResultTarget {
+    /// Writes `<id>.csv`, then `<id>.csv.metadata`, as Athena does.
+    async fn write(&self, csv: String, metadata: String) -> sediment_lake::storage::Result<()> {
+        self.store.put(&self.key, csv.into()).await?;
+        self.store.put(&format!("{}.metadata", self.key), metadata.into()).await
     }
-    let key = format!("{}/{id}.csv", sediment_lake::paths::RESULTS_PREFIX);
-    (format!("{lake}/{key}"), key)
+}
+
+/// The result CSV's location (as `GetQueryExecution` reports it) and where
+/// to write it: the requested `OutputLocation` (inside the lake, or any
+/// `s3://` location the server's credentials can write), else the lake's
+/// `_results/`.
+fn result_location(state: &AppState, requested: Option<&str>, id: &str) -> Result<(String, ResultTarget), AthenaError> {
+    let lake = state.service.lake().url().trim_end_matches('/').to_owned();
+    let file = format!("{id}.csv");
+    let under = |rel: &str| if rel.is_empty() { file.clone() } else { format!("{rel}/{file}") };
+    if let Some(loc) = requested.map(|l| l.trim_end_matches('/')) {
+        if let Some(rest) = loc.strip_prefix(&lake)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            let key = under(rest.trim_start_matches('/'));
+            return Ok((format!("{loc}/{file}"), ResultTarget { store: state.service.lake().clone(), key }));
+        }
+        let Some(rest) = loc.strip_prefix("s3://").filter(|r| !r.is_empty()) else {
+            return Err(invalid(format!("OutputLocation {loc:?} must be an s3:// location (s3://bucket/prefix/)")));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let store = sediment_lake::Lake::open(&format!("s3://{bucket}")).map_err(|e| invalid(format!("OutputLocation {loc:?}: {e}")))?;
+        return Ok((format!("{loc}/{file}"), ResultTarget { store, key: under(prefix) }));
+    }
+    let key = format!("{}/{file}", sediment_lake::paths::RESULTS_PREFIX);
+    Ok((format!("{lake}/{key}"), ResultTarget { store: state.service.lake().clone(), key }))
+}
+
+/// The `.csv.metadata` beside a result: Athena writes its column metadata
+/// there in a binary form clients do not read; this is the same
+/// `ResultSetMetadata` that `GetQueryResults` returns, as JSON.
+fn result_metadata(out: &QueryOutput) -> String {
+    json!({"ColumnInfo": column_info(out)}).to_string()
 }
 
 fn insert(state: &AppState, exec: Execution, token: Option<&str>) {
@@ -450,7 +486,7 @@ async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError
         let e = execs.get(id).ok_or_else(|| invalid(format!("QueryExecution {id} was not found")))?;
         match e.state {
             QueryState::Succeeded => {
-                (e.output.clone().ok_or_else(|| invalid("the result is no longer available"))?, e.evicted.then(|| e.result_key.clone()))
+                (e.output.clone().ok_or_else(|| invalid("the result is no longer available"))?, e.evicted.then(|| e.result.clone()))
             }
             QueryState::Failed | QueryState::Cancelled => {
                 return Err(invalid(format!("Query has not yet finished. Current state: {}", e.state.name())).with_reason(e.error.as_ref()));
@@ -469,11 +505,10 @@ async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError
     let wanted = end.saturating_sub(offset.max(1));
     let rows = match evicted_key {
         None => text_rows_range(&out, first, wanted),
-        Some(key) => {
-            let csv = state
-                .service
-                .lake()
-                .get(&key)
+        Some(target) => {
+            let csv = target
+                .store
+                .get(&target.key)
                 .await
                 .map_err(|e| AthenaError("InternalServerException", format!("reading the result: {e}")))?;
             crate::output::parse_csv(&csv).into_iter().skip(1 + first).take(wanted).collect()
@@ -487,8 +522,16 @@ async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError
         let data: Vec<Value> = row.iter().map(|v| v.as_ref().map_or(json!({}), |s| json!({"VarCharValue": s}))).collect();
         page.push(json!({"Data": data}));
     }
-    let columns: Vec<Value> = out
-        .schema
+    let mut resp = json!({"UpdateCount": 0, "ResultSet": {"Rows": page, "ResultSetMetadata": {"ColumnInfo": column_info(&out)}}});
+    if end < total {
+        resp["NextToken"] = json!(end.to_string());
+    }
+    Ok(resp)
+}
+
+/// Athena's `ColumnInfo` for a result's columns.
+fn column_info(out: &QueryOutput) -> Vec<Value> {
+    out.schema
         .fields()
         .iter()
         .map(|f| {
@@ -499,12 +542,7 @@ async fn get_results(state: &AppState, req: &Value) -> Result<Value, AthenaError
                 "Precision": c.precision, "Scale": c.scale, "Nullable": "UNKNOWN", "CaseSensitive": c.case_sensitive,
             })
         })
-        .collect();
-    let mut resp = json!({"UpdateCount": 0, "ResultSet": {"Rows": page, "ResultSetMetadata": {"ColumnInfo": columns}}});
-    if end < total {
-        resp["NextToken"] = json!(end.to_string());
-    }
-    Ok(resp)
+        .collect()
 }
 
 impl AthenaError {

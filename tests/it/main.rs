@@ -2,6 +2,7 @@
 //! One test binary, so DataFusion links once.
 
 mod athena;
+mod athena_s3;
 mod faults;
 mod hostile;
 mod ingest;
