@@ -52,6 +52,8 @@ pub fn session_config(opts: &SessionOptions) -> SessionConfig {
     o.execution.parquet.bloom_filter_on_read = true;
     o.execution.collect_statistics = false;
     o.sql_parser.dialect = datafusion::config::Dialect::Generic;
+    // Trino: `1.5` is decimal(2,1), so `0.1 + 0.2` is exact.
+    o.sql_parser.parse_float_as_decimal = true;
     config
 }
 
@@ -62,6 +64,7 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
         .with_runtime_env(runtime)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
+        .with_analyzer_rule(Arc::new(crate::dialect::decimal::TrinoDecimals))
         .build();
     SessionContext::new_with_state(state)
 }

@@ -28,14 +28,24 @@ pub(crate) fn datetimes(a: &ArrayRef) -> Result<Vec<Option<NaiveDateTime>>> {
             let s = strings(a)?;
             return Ok((0..s.len()).map(|i| if s.is_null(i) { None } else { parse_loose(s.value(i)) }).collect());
         }
+        // A zoned timestamp holds the UTC instant; its fields are those of
+        // the wall clock in its zone (Trino's `hour(ts AT TIME ZONE z)`).
+        DataType::Timestamp(_, Some(tz)) => {
+            let zone = super::types::zone(tz)?;
+            let m = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, Some(tz.clone())))?;
+            let m = micros_of(&m);
+            return Ok((0..m.len())
+                .map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| zone.local(t)) })
+                .collect());
+        }
         _ => arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, None))?,
     };
-    let m = micros
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .cloned()
-        .unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]));
+    let m = micros_of(&micros);
     Ok((0..m.len()).map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| t.naive_utc()) }).collect())
+}
+
+fn micros_of(a: &ArrayRef) -> TimestampMicrosecondArray {
+    a.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]))
 }
 
 fn parse_loose(s: &str) -> Option<NaiveDateTime> {
@@ -432,6 +442,74 @@ fn at_timezone(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     Ok(arrow::array::make_array(data))
 }
 
+/// Trino's `date_trunc(unit, x)`: the type of `x` in, the same type out
+/// (a DATE stays a DATE); a zoned timestamp is truncated on its zone's wall
+/// clock and keeps its zone.
+fn date_trunc(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let units = strings(&args[0])?;
+    let values = datetimes(&args[1])?;
+    let trunc = |unit: &str, t: NaiveDateTime| -> Result<NaiveDateTime> {
+        let d = t.date();
+        let midnight = |d: NaiveDate| d.and_hms_opt(0, 0, 0).expect("midnight");
+        Ok(match unit.to_ascii_lowercase().as_str() {
+            "millisecond" => t.with_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(t),
+            "second" => t.with_nanosecond(0).unwrap_or(t),
+            "minute" => t.with_second(0).and_then(|t| t.with_nanosecond(0)).unwrap_or(t),
+            "hour" => t.with_minute(0).and_then(|t| t.with_second(0)).and_then(|t| t.with_nanosecond(0)).unwrap_or(t),
+            "day" => midnight(d),
+            "week" => midnight(d - Duration::days(d.weekday().num_days_from_monday() as i64)),
+            "month" => midnight(d.with_day(1).expect("day 1")),
+            "quarter" => midnight(NaiveDate::from_ymd_opt(d.year(), (d.month0() / 3) * 3 + 1, 1).expect("quarter start")),
+            "year" => midnight(NaiveDate::from_ymd_opt(d.year(), 1, 1).expect("new year")),
+            other => return exec_err!("'{other}' is not a valid TIMESTAMP field"),
+        })
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let unit = if units.len() == 1 { 0 } else { i };
+        out.push(match v {
+            Some(t) if !units.is_null(unit) => Some(trunc(units.value(unit), t)?),
+            _ => None,
+        });
+    }
+    match &types[1] {
+        DataType::Date32 | DataType::Date64 => {
+            if let Some((_, u)) = units
+                .iter()
+                .flatten()
+                .map(|u| (u, u.to_ascii_lowercase()))
+                .find(|(_, u)| !matches!(u.as_str(), "day" | "week" | "month" | "quarter" | "year"))
+            {
+                return exec_err!("'{u}' is not a valid DATE field");
+            }
+            let days: Date32Array = out.into_iter().map(|t| t.map(|t| (t.date() - EPOCH).num_days() as i32)).collect();
+            Ok(arrow::compute::cast(&(Arc::new(days) as ArrayRef), &types[1])?)
+        }
+        DataType::Timestamp(_, Some(tz)) => {
+            let zone = super::types::zone(tz)?;
+            let utc: TimestampMicrosecondArray =
+                out.into_iter().map(|t| t.and_then(|t| zone.instant(t)).map(|t| t.timestamp_micros())).collect();
+            let utc = utc.with_timezone(tz.clone());
+            Ok(arrow::compute::cast(&(Arc::new(utc) as ArrayRef), &types[1])?)
+        }
+        other => {
+            let naive: TimestampMicrosecondArray = out.into_iter().map(|t| t.map(|t| t.and_utc().timestamp_micros())).collect();
+            let target = match other {
+                DataType::Timestamp(..) => other.clone(),
+                _ => crate::schema::sql_timestamp(),
+            };
+            Ok(arrow::compute::cast(&(Arc::new(naive) as ArrayRef), &target)?)
+        }
+    }
+}
+
+fn ret_date_trunc(t: &[DataType]) -> Result<DataType> {
+    Ok(match t.get(1) {
+        Some(d @ (DataType::Date32 | DataType::Date64 | DataType::Timestamp(..))) => d.clone(),
+        _ => crate::schema::sql_timestamp(),
+    })
+}
+
 fn ret_ts_utc(_: &[DataType]) -> Result<DataType> {
     Ok(DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))
 }
@@ -462,6 +540,7 @@ fn ret_zoned(_: &[DataType], values: &[Option<&datafusion::common::ScalarValue>]
 pub(crate) fn functions() -> Vec<ScalarUDF> {
     vec![
         udf("date_format", &[], any(2), ret_utf8, date_format),
+        udf("date_trunc", &[], any(2), ret_date_trunc, date_trunc),
         udf("date_parse", &[], any(2), ret_ts, date_parse),
         udf("from_unixtime", &[], any(1), ret_ts_utc, from_unixtime),
         udf("to_unixtime", &[], any(1), ret_f64, to_unixtime),

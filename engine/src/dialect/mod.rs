@@ -13,6 +13,7 @@
 //! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
 
 mod datetime;
+pub mod decimal;
 mod json;
 pub mod limits;
 mod misc;
@@ -565,6 +566,14 @@ impl Rewriter {
                 [c, t, e] => Some(parse_expr(&format!("CASE WHEN {} THEN {} ELSE {} END", text(c), text(t), text(e)))?),
                 _ => return Err("if takes two or three arguments".into()),
             },
+            // A varchar literal's type carries its length in Trino.
+            "typeof" => match a.as_slice() {
+                [Expr::Value(v)] if matches!(&v.value, Value::SingleQuotedString(_)) => {
+                    let Value::SingleQuotedString(text) = &v.value else { unreachable!("matched a string") };
+                    Some(Expr::value(Value::SingleQuotedString(format!("varchar({})", text.chars().count()))))
+                }
+                _ => None,
+            },
             "try" => match a.as_slice() {
                 [e] => {
                     let mut e = e.clone();
@@ -689,12 +698,19 @@ impl VisitorMut for Rewriter {
                 }
             }
             Expr::Value(v) if matches!(&v.value, Value::Number(..)) => {
-                if let Value::Number(text, _) = &v.value
-                    && let Err(e) = check_number(text)
-                {
+                let Value::Number(text, _) = &v.value else { unreachable!("matched a number") };
+                if let Err(e) = check_number(text) {
                     return ControlFlow::Break(e);
                 }
-                None
+                // Decimal literals are decimals (the session parses them so);
+                // those with an exponent are doubles, as in Trino.
+                text.contains(['e', 'E']).then(|| Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(expr.clone()),
+                    data_type: SqlType::Double(sqlparser::ast::ExactNumberInfo::None),
+                    array: false,
+                    format: None,
+                })
             }
             Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?") => {
                 self.params += 1;
@@ -849,7 +865,18 @@ fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String
             TableFactor::Table { name, alias, .. } => {
                 alias.as_ref().map(|a| a.name.clone()).or_else(|| name.0.last().and_then(|p| p.as_ident().cloned()))
             }
-            TableFactor::Derived { alias, .. } => alias.as_ref().map(|a| a.name.clone()),
+            // An unnamed subquery gets a name, so the rewrite can refer to it.
+            TableFactor::Derived { alias, .. } => Some(
+                alias
+                    .get_or_insert_with(|| TableAlias {
+                        explicit: true,
+                        name: sqlparser::ast::Ident::new(format!("_unnest_source{}", renames.len())),
+                        columns: vec![],
+                        at: None,
+                    })
+                    .name
+                    .clone(),
+            ),
             _ => None,
         };
         let Some(left) = left else { continue };

@@ -57,6 +57,58 @@ fn precision(unit: &TimeUnit) -> u8 {
     }
 }
 
+/// A time zone of an Arrow timestamp type: a region (`America/New_York`) or
+/// a fixed offset (`+05:30`, `UTC`).
+#[derive(Debug, Clone, Copy)]
+pub enum Zone {
+    Region(chrono_tz::Tz),
+    Fixed(chrono::FixedOffset),
+}
+
+impl Zone {
+    /// The wall clock in this zone at a UTC instant.
+    pub fn local(&self, t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+        match self {
+            Zone::Region(z) => t.with_timezone(z).naive_local(),
+            Zone::Fixed(o) => t.with_timezone(o).naive_local(),
+        }
+    }
+
+    /// The instant a wall-clock time in this zone denotes (the earlier one
+    /// in a repeated hour, the hour's end in a skipped one).
+    pub fn instant(&self, t: chrono::NaiveDateTime) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::TimeZone;
+        match self {
+            Zone::Region(z) => z
+                .from_local_datetime(&t)
+                .earliest()
+                .or_else(|| z.from_local_datetime(&(t + chrono::Duration::hours(1))).earliest())
+                .map(|t| t.with_timezone(&chrono::Utc)),
+            Zone::Fixed(o) => o.from_local_datetime(&t).single().map(|t| t.with_timezone(&chrono::Utc)),
+        }
+    }
+}
+
+/// Parses an Arrow timestamp's zone.
+pub fn zone(tz: &str) -> datafusion::common::Result<Zone> {
+    if let Ok(z) = tz.parse::<chrono_tz::Tz>() {
+        return Ok(Zone::Region(z));
+    }
+    let t = tz.trim();
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => return datafusion::common::exec_err!("unknown time zone {tz:?}"),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    match (h.parse::<i32>(), m.parse::<i32>()) {
+        (Ok(h), Ok(m)) if h <= 14 && m < 60 => chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+            .map(Zone::Fixed)
+            .ok_or_else(|| datafusion::common::DataFusionError::Execution(format!("unknown time zone {tz:?}"))),
+        _ => datafusion::common::exec_err!("unknown time zone {tz:?}"),
+    }
+}
+
 /// A column as Athena's `ColumnInfo` describes it: the type's bare name
 /// (`timestamp`, `decimal`, `array`, as clients such as PyAthena key their
 /// converters on it) with its parameters in `Precision` and `Scale`. The
