@@ -86,6 +86,11 @@ impl From<datafusion::error::DataFusionError> for QueryError {
         };
         let message = match root {
             E::SQL(p, _) => format!("SYNTAX_ERROR: {p}"),
+            // The planner's word for a name no registry knows.
+            E::Plan(m) if m.starts_with("Invalid function '") => {
+                let name = m["Invalid function '".len()..].split('\'').next().unwrap_or_default();
+                format!("NOT_SUPPORTED: function {name} is not supported")
+            }
             E::Plan(m) | E::Execution(m) => m.clone(),
             E::SchemaError(s, _) => s.to_string(),
             E::NotImplemented(m) => format!("NOT_SUPPORTED: {m}"),

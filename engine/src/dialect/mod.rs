@@ -12,6 +12,7 @@
 //! semantics that differ silently (`CAST(2.5 AS INTEGER)` rounds, `CAST(ts AS
 //! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
 
+mod binary;
 mod datetime;
 pub mod decimal;
 mod json;
@@ -381,7 +382,13 @@ fn parse_query(text: &str) -> Result<Query, String> {
 /// Registers the Trino functions on a session, and bounds the functions an
 /// argument can make unbounded by the session's memory pool (see `limits`).
 pub fn register(ctx: &SessionContext) {
-    for f in json::functions().into_iter().chain(datetime::functions()).chain(strings::functions()).chain(misc::functions()) {
+    for f in json::functions()
+        .into_iter()
+        .chain(binary::functions())
+        .chain(datetime::functions())
+        .chain(strings::functions())
+        .chain(misc::functions())
+    {
         ctx.register_udf(f);
     }
     limits::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
@@ -442,6 +449,52 @@ fn check_number(text: &str) -> Result<(), String> {
     }
     text.parse::<i64>().map(|_| ()).map_err(|_| invalid())
 }
+
+/// Trino functions with a DataFusion namesake that answers differently, or
+/// that no registry has under another name: refused by name.
+/// (`to_char`/`to_date`/`to_timestamp` take Teradata formats in Trino, chrono
+/// ones in DataFusion.)
+pub const UNSUPPORTED: &[&str] = &[
+    "reduce",
+    "zip_with",
+    "histogram",
+    "map_agg",
+    "multimap_agg",
+    "transform_keys",
+    "transform_values",
+    "map_zip_with",
+    "reduce_agg",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "current_user",
+];
+
+/// Trino functions the rewriter turns into DataFusion forms (beside those
+/// registered under their Trino names).
+pub const REWRITTEN: &[&str] = &[
+    "approx_percentile",
+    "md5",
+    "sha256",
+    "sha512",
+    "arbitrary",
+    "any_value",
+    "every",
+    "count_if",
+    "max_by",
+    "min_by",
+    "typeof",
+    "contains",
+    "transform",
+    "any_match",
+    "none_match",
+    "all_match",
+    "rand",
+    "array_join",
+    "array_position",
+    "array_remove",
+    "filter",
+];
 
 struct Rewriter {
     /// `?` placeholders seen so far.
@@ -536,6 +589,24 @@ impl Rewriter {
                     None
                 }
             },
+            // Trino hashes varbinary to varbinary: DataFusion's `digest`.
+            "md5" | "sha256" | "sha512" => match a.as_slice() {
+                [x] => Some(call("digest", vec![x.clone(), Expr::value(Value::SingleQuotedString(name.clone()))])),
+                _ => return Err(format!("{name} takes one argument")),
+            },
+            // Trino: 0 where the element is absent (DataFusion: NULL).
+            "array_position" => match a.as_slice() {
+                [arr, x] => Some(call(
+                    "coalesce",
+                    vec![call("array_position", vec![arr.clone(), x.clone()]), Expr::value(Value::Number("0".into(), false))],
+                )),
+                _ => return Err("array_position takes two arguments".into()),
+            },
+            // Trino removes every equal element (DataFusion's array_remove: the first).
+            "array_remove" => {
+                rename(f, "array_remove_all");
+                None
+            }
             "arbitrary" | "any_value" => {
                 rename(f, "first_value");
                 None
@@ -615,8 +686,10 @@ impl Rewriter {
                 rename(f, "array_to_string");
                 None
             }
-            "reduce" | "zip_with" | "histogram" | "map_agg" | "multimap_agg" | "transform_keys" | "transform_values" => {
-                return Err(format!("{name} is not supported yet"));
+            // Trino functions whose semantics are not built yet: refused by
+            // name rather than answered by a look-alike.
+            name if UNSUPPORTED.contains(&name) => {
+                return Err(format!("NOT_SUPPORTED: function {name} is not supported"));
             }
             _ => None,
         })
@@ -656,6 +729,10 @@ impl VisitorMut for Rewriter {
                     ts.data_type = SqlType::Timestamp(Some(p), *tz);
                 }
                 None
+            }
+            // A special form (no parentheses), refused like a function.
+            Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("current_user") => {
+                return ControlFlow::Break("NOT_SUPPORTED: function current_user is not supported".into());
             }
             Expr::AtTimeZone { timestamp, time_zone } => Some(call("__at_timezone", vec![(**timestamp).clone(), (**time_zone).clone()])),
             Expr::Extract { field, expr: inner, .. } => {
