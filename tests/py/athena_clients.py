@@ -114,8 +114,9 @@ check(len(ids) == 5, f"list executions {ids}")
 batch = athena.batch_get_query_execution(QueryExecutionIds=ids[:2])
 check(len(batch["QueryExecutions"]) == 2, "batch get")
 
-# 6. PyAthena's default cursor (StartQueryExecution → GetQueryExecution → GetQueryResults).
-conn = connect(endpoint_url=endpoint, region_name="us-east-1", s3_staging_dir="s3://unused/",
+# 6. PyAthena's default cursor (StartQueryExecution → GetQueryExecution → GetQueryResults),
+# with the work group's output location (this lake is a directory, not S3).
+conn = connect(endpoint_url=endpoint, region_name="us-east-1", work_group="primary",
                aws_access_key_id="demo", aws_secret_access_key="demo", schema_name="default")
 cur = conn.cursor()
 cur.execute("SELECT dt, count(*) AS n FROM events GROUP BY dt ORDER BY dt")

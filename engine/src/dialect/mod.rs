@@ -538,6 +538,17 @@ fn call(name: &str, args: Vec<Expr>) -> Expr {
     })
 }
 
+/// `CASE WHEN condition THEN result [ELSE otherwise] END`.
+fn case(condition: Expr, result: Expr, otherwise: Option<Expr>) -> Expr {
+    Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen { condition, result }],
+        else_result: otherwise.map(Box::new),
+    }
+}
+
 fn is_integer_type(t: &SqlType) -> bool {
     matches!(
         t,
@@ -581,8 +592,8 @@ impl Rewriter {
         Ok(match name.as_str() {
             "approx_percentile" => match a.as_slice() {
                 [x, Expr::Array(arr)] => {
-                    let parts: Vec<String> = arr.elem.iter().map(|p| format!("approx_percentile_cont({}, {})", text(x), text(p))).collect();
-                    Some(parse_expr(&format!("make_array({})", parts.join(", ")))?)
+                    let parts = arr.elem.iter().map(|p| call("approx_percentile_cont", vec![x.clone(), p.clone()])).collect();
+                    Some(call("make_array", parts))
                 }
                 _ => {
                     rename(f, "approx_percentile_cont");
@@ -616,13 +627,21 @@ impl Rewriter {
                 None
             }
             "count_if" => match a.as_slice() {
-                [c] => Some(parse_expr(&format!("count(CASE WHEN {} THEN 1 END)", text(c)))?),
+                [c] => Some(call("count", vec![case(c.clone(), Expr::value(Value::Number("1".into(), false)), None)])),
                 _ => return Err("count_if takes one argument".into()),
             },
             "max_by" | "min_by" => match a.as_slice() {
                 [x, y] => {
                     let dir = if name == "max_by" { "DESC" } else { "ASC" };
-                    let mut e = parse_expr(&format!("first_value({} ORDER BY {} {dir} NULLS LAST)", text(x), text(y)))?;
+                    let order = sqlparser::ast::OrderByExpr {
+                        expr: y.clone(),
+                        options: sqlparser::ast::OrderByOptions { asc: Some(dir == "ASC"), nulls_first: Some(false) },
+                        with_fill: None,
+                    };
+                    let mut e = call("first_value", vec![x.clone()]);
+                    if let Expr::Function(Function { args: FunctionArguments::List(l), .. }) = &mut e {
+                        l.clauses.push(sqlparser::ast::FunctionArgumentClause::OrderBy(vec![order]));
+                    }
                     if let (Expr::Function(g), Some(filter)) = (&mut e, f.filter.take()) {
                         g.filter = Some(filter);
                     }
@@ -633,8 +652,8 @@ impl Rewriter {
                 }
             },
             "if" => match a.as_slice() {
-                [c, t] => Some(parse_expr(&format!("CASE WHEN {} THEN {} END", text(c), text(t)))?),
-                [c, t, e] => Some(parse_expr(&format!("CASE WHEN {} THEN {} ELSE {} END", text(c), text(t), text(e)))?),
+                [c, t] => Some(case(c.clone(), t.clone(), None)),
+                [c, t, e] => Some(case(c.clone(), t.clone(), Some(e.clone()))),
                 _ => return Err("if takes two or three arguments".into()),
             },
             // A varchar literal's type carries its length in Trino.
