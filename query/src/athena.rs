@@ -56,7 +56,7 @@ struct Execution {
     started: Instant,
     output: Option<Arc<QueryOutput>>,
     /// The result's batches were dropped to keep retained results under
-    /// budget; pages are read back from the result CSV at `result_key`.
+    /// budget; pages are read back from the result CSV at `result`.
     evicted: bool,
     result: ResultTarget,
     error: Option<QueryError>,
@@ -210,8 +210,8 @@ impl Observer for Track {
 
 async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Result<Value, AthenaError> {
     let sql = str_field(req, "QueryString").ok_or_else(|| invalid("QueryString is required"))?.to_owned();
-    if sql.trim().is_empty() || sql.len() > 262_144 {
-        return Err(invalid("QueryString must be 1 to 262144 characters"));
+    if sql.trim().is_empty() || sql.len() > sediment_engine::dialect::MAX_QUERY_BYTES {
+        return Err(invalid(format!("QueryString must be 1 to {} characters", sediment_engine::dialect::MAX_QUERY_BYTES)));
     }
     let params: Vec<String> = req
         .get("ExecutionParameters")
@@ -312,8 +312,6 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
     Ok(json!({"QueryExecutionId": id}))
 }
 
-/// Where a result goes: inside the lake when the requested location is in
-/// it, else under the lake's `_results/`.
 /// Where an execution's result files go: a key in the lake, or in another
 /// S3 bucket when the client asks for an `OutputLocation` outside the lake.
 #[derive(Debug, Clone)]

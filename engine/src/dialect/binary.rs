@@ -148,29 +148,10 @@ fn url_decode(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     for v in s.iter() {
         out.append_option(v.map(|v| {
             let plus = v.replace('+', " ");
-            let bytes: Vec<u8> = percent_decode(plus.as_bytes());
-            String::from_utf8_lossy(&bytes).into_owned()
+            percent_encoding::percent_decode_str(&plus).decode_utf8_lossy().into_owned()
         }));
     }
     Ok(Arc::new(out.finish()))
-}
-
-fn percent_decode(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
 }
 
 pub(crate) fn functions() -> Vec<ScalarUDF> {

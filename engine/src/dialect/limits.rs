@@ -74,19 +74,7 @@ pub(crate) struct Bounded {
     pool: Arc<dyn MemoryPool>,
 }
 
-impl PartialEq for Bounded {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name()
-    }
-}
-
-impl Eq for Bounded {}
-
-impl std::hash::Hash for Bounded {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.name().hash(state);
-    }
-}
+super::udf::identity_by_name!(Bounded, |f| f.inner.name());
 
 impl ScalarUDFImpl for Bounded {
     fn name(&self) -> &str {
@@ -315,19 +303,7 @@ struct BoundedTransform {
     pool: Arc<dyn MemoryPool>,
 }
 
-impl PartialEq for BoundedTransform {
-    fn eq(&self, other: &Self) -> bool {
-        self.inner.name() == other.inner.name()
-    }
-}
-
-impl Eq for BoundedTransform {}
-
-impl std::hash::Hash for BoundedTransform {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.inner.name().hash(state);
-    }
-}
+super::udf::identity_by_name!(BoundedTransform, |f| f.inner.name());
 
 impl HigherOrderUDFImpl for BoundedTransform {
     fn name(&self) -> &str {

@@ -23,20 +23,34 @@ pub(crate) struct Udf {
     kernel: Kernel,
 }
 
-// Function names are unique in a registry: identity is the name.
-impl PartialEq for Udf {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
+/// Function names are unique in a registry, so a function's identity
+/// (`PartialEq`, `Eq`, `Hash`, which DataFusion's UDF traits require) is its
+/// name: `identity_by_name!(Type, |f| name)`.
+macro_rules! identity_by_name {
+    ($t:ty, |$f:ident| $name:expr) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                let $f = self;
+                let mine: &str = $name;
+                let $f = other;
+                let theirs: &str = $name;
+                mine == theirs
+            }
+        }
 
-impl Eq for Udf {}
+        impl Eq for $t {}
 
-impl std::hash::Hash for Udf {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                let $f = self;
+                $name.hash(state);
+            }
+        }
+    };
 }
+pub(crate) use identity_by_name;
+
+identity_by_name!(Udf, |f| f.name);
 
 impl ScalarUDFImpl for Udf {
     fn name(&self) -> &str {
