@@ -187,7 +187,10 @@ test("daily counts chart as bars and as a line", async () => {
 });
 
 test("a slow query can be cancelled", async () => {
-  await page.fill("#sql", "SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN events c WHERE a.sequence + b.sequence + c.sequence < 0");
+  // A plain three-way cross join: slow on any lake. (With a join filter the
+  // plan becomes nested-loop joins over the hot days' repartitioned scans,
+  // which currently fail with an internal error, "partition not used yet".)
+  await page.fill("#sql", "SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN events c");
   await page.click("#run");
   await page.waitForFunction(() => document.querySelector("#status").dataset.state === "RUNNING", null, { timeout: 30000 });
   await page.waitForTimeout(500);
