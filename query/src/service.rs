@@ -10,9 +10,11 @@
 //! Bounds: a query text of at most 262,144 bytes and trees at most
 //! [`dialect::MAX_TREE_DEPTH`] deep; a shared memory pool (operators spill
 //! or fail cleanly, and the collected result is accounted to it); a
-//! per-query timeout and cancellation that end the query within a second,
-//! whatever its plan (every operator that emits without reading yields, see
-//! [`sediment_engine::session::YieldingAmplifiers`]); a maximum result
+//! per-query timeout and cancellation that answer within a second, whatever
+//! the plan, and stop its work at the next yield (every operator that emits
+//! without reading yields, see [`sediment_engine::session::YieldingAmplifiers`];
+//! a nested-loop join whose filter never matches does not yield within a
+//! probe batch, so its work can outlive the answer by many seconds); a maximum result
 //! size; an Athena-style bytes-scanned cutoff; and a concurrency limit
 //! (queries beyond it wait, QUEUED; a cancelled query holds its slot until
 //! its work has stopped). A panic in a query fails that query only.
