@@ -11,6 +11,8 @@
 //! - [`events`]: the exactly-once union of both.
 //! - [`delta`]: Delta Lake tables on the lake's object store.
 //! - [`session`]: a DataFusion session wired to a lake.
+//! - [`nested_loop`]: nested-loop joins that yield whatever their filter
+//!   and that can spill a build side with an exchange in it.
 
 pub mod catalog;
 pub mod delta;
@@ -18,6 +20,7 @@ pub mod dialect;
 pub mod events;
 pub mod files;
 pub mod fold;
+pub mod nested_loop;
 pub mod schema;
 pub mod session;
 pub mod state;

@@ -12,9 +12,9 @@
 //! or fail cleanly, and the collected result is accounted to it); a
 //! per-query timeout and cancellation that answer within a second, whatever
 //! the plan, and stop its work at the next yield (every operator that emits
-//! without reading yields, see [`sediment_engine::session::YieldingAmplifiers`];
-//! a nested-loop join whose filter never matches does not yield within a
-//! probe batch, so its work can outlive the answer by many seconds); a maximum result
+//! without reading yields, see [`sediment_engine::session::YieldingAmplifiers`],
+//! and a nested-loop join yields within milliseconds even when its filter
+//! never matches, see [`sediment_engine::nested_loop`]); a maximum result
 //! size; an Athena-style bytes-scanned cutoff; and a concurrency limit
 //! (queries beyond it wait, QUEUED; a cancelled query holds its slot until
 //! its work has stopped). A panic in a query fails that query only.
@@ -34,7 +34,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
 use sediment_engine::dialect;
-use sediment_engine::session::{SessionOptions, context, session_config};
+use sediment_engine::session::{SessionOptions, query_context, session_config};
 use sediment_lake::config::QuerySection;
 use sediment_lake::{Config, Lake};
 use tokio::sync::{Notify, Semaphore};
@@ -248,7 +248,7 @@ impl QueryService {
     pub fn session(&self) -> SessionContext {
         let opts = SessionOptions::default();
         let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
-        let ctx = context(config, Arc::clone(&self.runtime));
+        let ctx = query_context(config, Arc::clone(&self.runtime));
         ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), self.catalog.lake().store());
         let catalog = MemoryCatalogProvider::new();
         for db in self.databases() {

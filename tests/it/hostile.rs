@@ -57,7 +57,7 @@ fn hostile_queries_get_clear_answers_and_the_server_lives() {
     let pid = child.id();
     let mut server = Server { child, port };
     wait_for_port(port, Duration::from_secs(30));
-    let out = python("hostile.py", &[&format!("http://127.0.0.1:{port}"), key, &events.to_string(), "4"], &[]);
+    let out = python("hostile.py", &[&format!("http://127.0.0.1:{port}"), key, &events.to_string(), "4", &pid.to_string()], &[]);
     let alive = server.child.try_wait().unwrap().is_none();
     let peak = peak_rss_mb(pid);
     eprintln!("hostile corpus: {out}; peak RSS {peak} MiB");

@@ -3,11 +3,12 @@ that must each get a clear error or a correct answer, through REST and the
 Athena API (boto3), then a runaway query while ordinary clients keep going.
 The process must survive all of it; the caller checks its peak memory.
 
-usage: hostile.py ENDPOINT KEY EVENTS TIMEOUT_SECONDS
+usage: hostile.py ENDPOINT KEY EVENTS TIMEOUT_SECONDS SERVER_PID
 Prints one JSON object: {"problems": [...], "health_p99_ms": …, …}.
 """
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ import urllib.request
 import boto3
 
 endpoint, key, events, timeout_s = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+server_pid = int(sys.argv[5])
 host, port = endpoint.split("//")[1].split(":")
 port = int(port)
 problems = []
@@ -38,6 +40,13 @@ def rest(sql, key=key, timeout=120):
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raw_post(path, body, headers):
@@ -248,6 +257,31 @@ t = time.time()
 status, body = rest("SELECT count(*) FROM events")
 report["after_cancels_ms"] = round((time.time() - t) * 1000)
 check(status == 200 and body["rows"][0][0] == events, f"count after the cancels: {status} {body}")
+
+# A join whose filter never matches emits nothing, so only its probe side's
+# pacing makes it yield. Cancelled in every slot, its work must stop at once:
+# a query submitted next is not queued behind it, and the CPU goes idle.
+never = "SELECT count(*) FROM events a CROSS JOIN events b CROSS JOIN events c WHERE a.sequence + b.sequence + c.sequence < 0"
+ids = [athena.start_query_execution(QueryString=never)["QueryExecutionId"] for _ in range(4)]
+time.sleep(1.0)
+for i in ids:
+    athena.stop_query_execution(QueryExecutionId=i)
+t = time.time()
+status, body = rest("SELECT count(*) FROM events")
+report["after_never_matching_cancels_ms"] = round((time.time() - t) * 1000)
+check(status == 200 and body["rows"][0][0] == events, f"count after cancelling never-matching joins: {status} {body}")
+check(time.time() - t < 2.0, f"a query after cancelling never-matching joins took {time.time() - t:.1f}s (their work went on)")
+for i in ids:
+    st = athena.get_query_execution(QueryExecutionId=i)["QueryExecution"]["Status"]
+    # Four such joins may exhaust the pool before the stop arrives: a clean
+    # memory error is an answer too.
+    ended_cleanly = st["State"] == "FAILED" and "EXCEEDED_MEMORY_LIMIT" in st.get("StateChangeReason", "")
+    check(st["State"] == "CANCELLED" or ended_cleanly, f"a stopped never-matching join ended {st['State']}: {st.get('StateChangeReason')}")
+before, t = cpu_seconds(server_pid), time.time()
+time.sleep(1.0)
+busy = (cpu_seconds(server_pid) - before) / (time.time() - t)
+report["cpu_after_cancels"] = round(busy, 2)
+check(busy < 0.5, f"the server used {busy:.2f} CPU seconds per second after every query was cancelled")
 
 # Soak: a runaway query while ordinary clients query and /health is polled.
 stop = threading.Event()

@@ -44,6 +44,21 @@ pub(crate) fn datetimes(a: &ArrayRef) -> Result<Vec<Option<NaiveDateTime>>> {
     Ok((0..m.len()).map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| t.naive_utc()) }).collect())
 }
 
+/// The instants (as UTC date-times) of date/time values: a zoned
+/// timestamp's own instant, anything else read in the session zone (UTC).
+pub(crate) fn instants(a: &ArrayRef) -> Result<Vec<Option<NaiveDateTime>>> {
+    let DataType::Timestamp(_, Some(tz)) = a.data_type() else { return datetimes(a) };
+    let m = micros_of(&arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, Some(tz.clone())))?);
+    Ok((0..m.len()).map(|i| if m.is_null(i) { None } else { DateTime::from_timestamp_micros(m.value(i)).map(|t| t.naive_utc()) }).collect())
+}
+
+/// Units that count elapsed time (Joda's precise fields): on a zoned
+/// timestamp they add to and measure the instant, where the calendar units
+/// (day and up) work on the zone's wall clock.
+fn is_elapsed_unit(unit: &str) -> bool {
+    matches!(unit, "millisecond" | "second" | "minute" | "hour")
+}
+
 fn micros_of(a: &ArrayRef) -> TimestampMicrosecondArray {
     a.as_any().downcast_ref::<TimestampMicrosecondArray>().cloned().unwrap_or_else(|| TimestampMicrosecondArray::from(vec![None; a.len()]))
 }
@@ -207,7 +222,7 @@ fn from_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
 
 fn to_unixtime(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     let mut b = Float64Builder::new();
-    for t in datetimes(&args[0])? {
+    for t in instants(&args[0])? {
         b.append_option(t.map(|t| t.and_utc().timestamp_millis() as f64 / 1000.0));
     }
     Ok(Arc::new(b.finish()))
@@ -312,7 +327,8 @@ fn date_add(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let unit = unit_arg(&args[0])?;
     let n = arrow::compute::cast(&args[1], &DataType::Int64)?;
     let n = n.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(vec![None; args[1].len()]));
-    let ts = datetimes(&args[2])?;
+    let elapsed = matches!(types[2], DataType::Timestamp(_, Some(_))) && is_elapsed_unit(&unit);
+    let ts = if elapsed { instants(&args[2])? } else { datetimes(&args[2])? };
     let mut out = Vec::with_capacity(ts.len());
     for (i, t) in ts.into_iter().enumerate() {
         out.push(match t {
@@ -320,38 +336,94 @@ fn date_add(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
             _ => None,
         });
     }
-    date_like(out, &types[2])
+    match &types[2] {
+        // Instants already: keep them, in the argument's zone and unit.
+        DataType::Timestamp(unit, Some(tz)) if elapsed => {
+            let utc: TimestampMicrosecondArray = out.into_iter().map(|t| t.map(|t| t.and_utc().timestamp_micros())).collect();
+            Ok(arrow::compute::cast(&(Arc::new(utc.with_timezone(tz.clone())) as ArrayRef), &DataType::Timestamp(*unit, Some(tz.clone())))?)
+        }
+        other => date_like(out, other),
+    }
 }
 
-/// Returns values in the type of the date/time argument.
+/// Returns values in the type of the date/time argument (for a zoned
+/// timestamp, `values` are wall-clock times in its zone).
 fn date_like(values: Vec<Option<NaiveDateTime>>, ty: &DataType) -> Result<ArrayRef> {
     match ty {
         DataType::Date32 | DataType::Date64 => {
             Ok(Arc::new(Date32Array::from(values.into_iter().map(|v| v.map(|t| (t.date() - EPOCH).num_days() as i32)).collect::<Vec<_>>())))
         }
-        DataType::Timestamp(_, tz) => Ok(ts_array(values.into_iter(), tz.as_deref())),
+        DataType::Timestamp(unit, Some(tz)) => {
+            let zone = super::types::zone(tz)?;
+            let utc: TimestampMicrosecondArray =
+                values.into_iter().map(|t| t.and_then(|t| zone.instant(t)).map(|t| t.timestamp_micros())).collect();
+            Ok(arrow::compute::cast(&(Arc::new(utc.with_timezone(tz.clone())) as ArrayRef), &DataType::Timestamp(*unit, Some(tz.clone())))?)
+        }
+        DataType::Timestamp(unit, None) => {
+            Ok(arrow::compute::cast(&ts_array(values.into_iter(), None), &DataType::Timestamp(*unit, None))?)
+        }
         _ => Ok(ts_array(values.into_iter(), None)),
     }
 }
 
-fn months_between(a: NaiveDateTime, b: NaiveDateTime) -> i64 {
-    let m = (b.year() as i64 - a.year() as i64) * 12 + (b.month() as i64 - a.month() as i64);
-    // A month counts only once complete (Trino/Joda semantics).
-    let a_rest = (a.day(), a.time());
-    let b_rest = (b.day(), b.time());
-    if m > 0 && b_rest < a_rest {
-        m - 1
-    } else if m < 0 && b_rest > a_rest {
-        m + 1
-    } else {
-        m
+/// Days in a month of the proleptic Gregorian calendar.
+fn days_in_month(year: i32, month: u32) -> u32 {
+    let first = NaiveDate::from_ymd_opt(year, month, 1);
+    let next = first.and_then(|f| f.checked_add_months(Months::new(1)));
+    match (first, next) {
+        (Some(f), Some(n)) => (n - f).num_days() as u32,
+        _ => 31,
     }
 }
 
-fn date_diff(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+/// Whole months from `a` to `b`, as Joda (and so Trino) counts them: a month
+/// is complete when the day and time of month are reached, and the last day
+/// of a shorter month completes it (`2026-01-31` to `2026-02-28` is 1).
+fn months_between(a: NaiveDateTime, b: NaiveDateTime) -> i64 {
+    if b < a {
+        return -months_between(b, a);
+    }
+    let mut m = (b.year() as i64 - a.year() as i64) * 12 + (b.month() as i64 - a.month() as i64);
+    let last = days_in_month(b.year(), b.month());
+    let a_day = if b.day() == last { a.day().min(last) } else { a.day() };
+    if (b.day(), b.time()) < (a_day, a.time()) {
+        m -= 1;
+    }
+    m
+}
+
+/// Whole years from `a` to `b`, as Joda counts them: February 29th and the
+/// days after it are balanced between leap and common years.
+fn years_between(a: NaiveDateTime, b: NaiveDateTime) -> i64 {
+    if b < a {
+        return -years_between(b, a);
+    }
+    const DAY: i64 = 86_400_000_000_000;
+    const FEB_29: i64 = 59 * DAY;
+    let into_year = |t: NaiveDateTime| {
+        let start = NaiveDate::from_ymd_opt(t.year(), 1, 1).unwrap_or_default().and_hms_opt(0, 0, 0).unwrap_or_default();
+        (t - start).num_nanoseconds().unwrap_or(0)
+    };
+    let leap = |y: i32| NaiveDate::from_ymd_opt(y, 2, 29).is_some();
+    let (mut b_rem, mut a_rem) = (into_year(b), into_year(a));
+    if a_rem >= FEB_29 {
+        if leap(a.year()) {
+            if !leap(b.year()) {
+                a_rem -= DAY;
+            }
+        } else if b_rem >= FEB_29 && leap(b.year()) {
+            b_rem -= DAY;
+        }
+    }
+    let y = b.year() as i64 - a.year() as i64;
+    if b_rem < a_rem { y - 1 } else { y }
+}
+
+fn date_diff(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let unit = unit_arg(&args[0])?;
-    let a = datetimes(&args[1])?;
-    let b = datetimes(&args[2])?;
+    let zoned = |t: &DataType| matches!(t, DataType::Timestamp(_, Some(_)));
+    let elapsed = (zoned(&types[1]) || zoned(&types[2])) && is_elapsed_unit(&unit);
+    let (a, b) = if elapsed { (instants(&args[1])?, instants(&args[2])?) } else { (datetimes(&args[1])?, datetimes(&args[2])?) };
     let mut out = Int64Builder::new();
     for (x, y) in a.into_iter().zip(b) {
         let (Some(x), Some(y)) = (x, y) else {
@@ -368,7 +440,7 @@ fn date_diff(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
             "week" => d.num_weeks(),
             "month" => months_between(x, y),
             "quarter" => months_between(x, y) / 3,
-            "year" => months_between(x, y) / 12,
+            "year" => years_between(x, y),
             other => return exec_err!("'{other}' is not a valid time unit"),
         });
     }
@@ -514,10 +586,32 @@ fn ret_ts_utc(_: &[DataType]) -> Result<DataType> {
     Ok(DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))
 }
 
+/// `CAST(x AS TIMESTAMP WITH TIME ZONE)`, `now()`: a zoned timestamp keeps
+/// its zone; anything else is read in the session zone (UTC), as
+/// timestamp(3) with time zone.
+fn ret_session_zoned(t: &[DataType]) -> Result<DataType> {
+    Ok(match t.first() {
+        Some(DataType::Timestamp(unit, Some(tz))) => DataType::Timestamp(*unit, Some(tz.clone())),
+        _ => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+    })
+}
+
+fn zoned(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    if let Some(DataType::Timestamp(_, Some(_))) = types.first() {
+        return Ok(Arc::clone(&args[0]));
+    }
+    let naive = match args[0].data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => ts_array(datetimes(&args[0])?.into_iter(), None),
+        _ => arrow::compute::cast(&args[0], &DataType::Timestamp(TimeUnit::Millisecond, None))?,
+    };
+    Ok(arrow::compute::cast(&naive, &DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())))?)
+}
+
 fn ret_third(t: &[DataType]) -> Result<DataType> {
     Ok(match t.get(2) {
         Some(DataType::Date32 | DataType::Date64) => DataType::Date32,
-        Some(DataType::Timestamp(_, tz)) => DataType::Timestamp(TimeUnit::Millisecond, tz.clone()),
+        // Trino: the argument's type, precision and zone.
+        Some(DataType::Timestamp(unit, tz)) => DataType::Timestamp(*unit, tz.clone()),
         _ => crate::schema::sql_timestamp(),
     })
 }
@@ -544,6 +638,7 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("date_parse", &[], any(2), ret_ts, date_parse),
         udf("from_unixtime", &[], any(1), ret_ts_utc, from_unixtime),
         udf("to_unixtime", &[], any(1), ret_f64, to_unixtime),
+        udf("__zoned", &[], any(1), ret_session_zoned, zoned),
         udf("from_iso8601_timestamp", &[], any(1), ret_ts_utc, from_iso8601_timestamp),
         udf("from_iso8601_date", &[], any(1), ret_date, from_iso8601_date),
         udf("to_iso8601", &[], any(1), ret_utf8, to_iso8601),

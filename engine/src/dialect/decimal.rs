@@ -11,8 +11,6 @@ use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -54,15 +52,7 @@ impl AnalyzerRule for TrinoDecimals {
             if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)) {
                 return Ok(Transformed::no(plan));
             }
-            let schema = merge_schema(&plan.inputs());
-            let names = NamePreserver::new(&plan);
-            let t = plan.map_expressions(|e| {
-                let saved = names.save(&e);
-                let t = e.transform_up(|e| rewrite(e, &schema))?;
-                Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
-            })?;
-            // Types below may have changed even where this node's did not.
-            t.map_data(|p| p.recompute_schema())
+            super::integers::rewrite_exprs(plan, |e, schema| e.transform_up(|e| rewrite(e, schema)))
         })
         .map(|t| t.data)
     }

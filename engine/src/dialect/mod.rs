@@ -13,8 +13,10 @@
 //! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
 
 mod binary;
+pub mod calls;
 mod datetime;
 pub mod decimal;
+pub mod integers;
 mod json;
 pub mod limits;
 mod misc;
@@ -369,6 +371,29 @@ fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<
 }
 
 /// Parses one expression (for rewrites built from text).
+fn binary(left: Expr, op: sqlparser::ast::BinaryOperator, right: Expr) -> Expr {
+    Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(left), op, right: Box::new(right) }))
+}
+
+/// A double constant written as SQL (`CAST('Infinity' AS DOUBLE)`).
+fn double_text(text: &str) -> Expr {
+    Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(Expr::value(Value::SingleQuotedString(text.into()))),
+        data_type: SqlType::Double(sqlparser::ast::ExactNumberInfo::None),
+        format: None,
+        array: false,
+    }
+}
+
+fn double(x: f64) -> Expr {
+    double_text(&x.to_string())
+}
+
+fn not(e: Expr) -> Expr {
+    Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Not, expr: Box::new(e) }
+}
+
 fn parse_expr(text: &str) -> Result<Expr, String> {
     let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(text));
     Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
@@ -438,6 +463,30 @@ pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> 
 /// Refuses the numeric literals Trino refuses, rather than letting them
 /// become an infinite or rounded double: an integer beyond bigint, a
 /// decimal of more than 38 digits, a double beyond its range.
+/// A timestamp literal's wall-clock part and zone (`UTC` for `Z`), when it
+/// names one after its time.
+fn split_zone(text: &str) -> Option<(String, String)> {
+    let (date, rest) = text.trim().split_once(' ')?;
+    let time_len = rest.find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.')).unwrap_or(rest.len());
+    let (time, zone) = rest.split_at(time_len);
+    let zone = zone.trim();
+    if zone.is_empty() || time.is_empty() {
+        return None;
+    }
+    let zone = if zone.eq_ignore_ascii_case("z") { "UTC" } else { zone };
+    Some((format!("{date} {time}"), zone.to_owned()))
+}
+
+/// `YYYY-MM-DD HH:MM` with `:00` seconds added (the rest of a literal, a
+/// zone say, kept); `None` when the literal has its seconds or no time.
+fn with_seconds(text: &str) -> Option<String> {
+    let (date, rest) = text.trim().split_once(' ')?;
+    let time_len = rest.find(|c: char| !(c.is_ascii_digit() || c == ':')).unwrap_or(rest.len());
+    let (time, tail) = rest.split_at(time_len);
+    let parts: Vec<&str> = time.split(':').collect();
+    (parts.len() == 2 && parts.iter().all(|p| !p.is_empty())).then(|| format!("{date} {time}:00{tail}"))
+}
+
 fn check_number(text: &str) -> Result<(), String> {
     let invalid = || format!("INVALID_LITERAL: Invalid numeric literal: {}", text.chars().take(60).collect::<String>());
     if text.contains(['e', 'E']) {
@@ -494,6 +543,21 @@ pub const REWRITTEN: &[&str] = &[
     "array_position",
     "array_remove",
     "filter",
+    "ceiling",
+    "is_nan",
+    "is_finite",
+    "is_infinite",
+    "infinity",
+    "nan",
+    "e",
+    "mod",
+    "sign",
+    "truncate",
+    "euclidean_distance",
+    "current_timezone",
+    "at_timezone",
+    "with_timezone",
+    "listagg",
 ];
 
 struct Rewriter {
@@ -588,7 +652,6 @@ impl Rewriter {
     fn function(&mut self, f: &mut Function) -> Result<Option<Expr>, String> {
         let name = fn_name(f);
         let a = args(f);
-        let text = |e: &Expr| e.to_string();
         Ok(match name.as_str() {
             "approx_percentile" => match a.as_slice() {
                 [x, Expr::Array(arr)] => {
@@ -688,19 +751,126 @@ impl Rewriter {
                 rename(f, "array_any_match");
                 None
             }
-            "none_match" => Some(parse_expr(&format!("NOT array_any_match({})", a.iter().map(text).collect::<Vec<_>>().join(", ")))?),
+            // DataFusion's any_match is three-valued as Trino's is (NULL when
+            // no element matches and some predicate is NULL), so the other
+            // two follow from it: none = NOT any(p), all = NOT any(NOT p).
+            "none_match" => match a.as_slice() {
+                [arr, l @ Expr::Lambda(_)] => Some(not(call("array_any_match", vec![arr.clone(), l.clone()]))),
+                _ => return Err("none_match takes an array and a lambda".into()),
+            },
             "all_match" => match a.as_slice() {
                 [arr, Expr::Lambda(l)] => {
-                    let params: Vec<String> = l.params.iter().map(|p| p.to_string()).collect();
-                    let params = if params.len() == 1 { params[0].clone() } else { format!("({})", params.join(", ")) };
-                    Some(parse_expr(&format!("NOT array_any_match({}, {params} -> NOT coalesce(({}), false))", text(arr), l.body))?)
+                    let mut negated = l.clone();
+                    negated.body = Box::new(not(Expr::Nested(l.body.clone())));
+                    Some(not(call("array_any_match", vec![arr.clone(), Expr::Lambda(negated)])))
                 }
                 _ => return Err("all_match takes an array and a lambda".into()),
             },
-            "rand" => {
+            "rand" if a.is_empty() => {
                 rename(f, "random");
                 None
             }
+            "ceiling" => {
+                rename(f, "ceil");
+                None
+            }
+            "is_nan" => {
+                rename(f, "isnan");
+                None
+            }
+            "euclidean_distance" => {
+                rename(f, "array_distance");
+                None
+            }
+            // Trino's sign keeps the argument's type (see `calls`).
+            "sign" => {
+                rename(f, "signum");
+                None
+            }
+            // Double-only here: the decimal form is refused in `calls`.
+            "truncate" => {
+                rename(f, "trunc");
+                None
+            }
+            "e" if a.is_empty() => Some(call("exp", vec![double(1.0)])),
+            "infinity" if a.is_empty() => Some(double_text("Infinity")),
+            "nan" if a.is_empty() => Some(double_text("NaN")),
+            "is_infinite" => match a.as_slice() {
+                [x] => Some(binary(call("abs", vec![x.clone()]), sqlparser::ast::BinaryOperator::Eq, double_text("Infinity"))),
+                _ => return Err("is_infinite takes one argument".into()),
+            },
+            "is_finite" => match a.as_slice() {
+                [x] => Some(binary(
+                    not(call("isnan", vec![x.clone()])),
+                    sqlparser::ast::BinaryOperator::And,
+                    binary(call("abs", vec![x.clone()]), sqlparser::ast::BinaryOperator::NotEq, double_text("Infinity")),
+                )),
+                _ => return Err("is_finite takes one argument".into()),
+            },
+            "mod" => match a.as_slice() {
+                [n, m] => Some(binary(n.clone(), sqlparser::ast::BinaryOperator::Modulo, m.clone())),
+                _ => return Err("mod takes two arguments".into()),
+            },
+            // random(n): an integer in [0, n).
+            "random" | "rand" if a.len() == 1 => {
+                let scaled = binary(call("random", vec![]), sqlparser::ast::BinaryOperator::Multiply, a[0].clone());
+                Some(Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(call("floor", vec![scaled])),
+                    data_type: SqlType::BigInt(None),
+                    format: None,
+                    array: false,
+                })
+            }
+            "replace" if a.len() == 2 => {
+                let mut a = a.clone();
+                a.push(Expr::value(Value::SingleQuotedString(String::new())));
+                Some(call("replace", a))
+            }
+            // Trino: the first element, NULL for an empty array.
+            "array_first" if a.len() == 1 => Some(call("array_element", vec![a[0].clone(), Expr::value(Value::Number("1".into(), false))])),
+            "array_sort" if a.len() == 2 => return Err("NOT_SUPPORTED: array_sort with a comparator is not supported".into()),
+            "current_timezone" if a.is_empty() => Some(Expr::value(Value::SingleQuotedString("UTC".into()))),
+            "at_timezone" => match a.as_slice() {
+                [t, z] => Some(call("__at_timezone", vec![t.clone(), z.clone()])),
+                _ => return Err("at_timezone takes a timestamp and a zone".into()),
+            },
+            // The zone must be a constant: it is the result's type.
+            "with_timezone" => match a.as_slice() {
+                [t, Expr::Value(v)] if matches!(&v.value, Value::SingleQuotedString(_)) => {
+                    let Value::SingleQuotedString(zone) = &v.value else { unreachable!("matched a string") };
+                    types::zone(zone).map_err(|e| e.to_string())?;
+                    let naive = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(t.clone()),
+                        data_type: SqlType::Timestamp(Some(3), sqlparser::ast::TimezoneInfo::None),
+                        format: None,
+                        array: false,
+                    };
+                    Some(call("arrow_cast", vec![naive, Expr::value(Value::SingleQuotedString(format!("Timestamp(ms, \"{zone}\")")))]))
+                }
+                _ => return Err("NOT_SUPPORTED: with_timezone takes a constant zone".into()),
+            },
+            "from_unixtime" if a.len() == 2 => Some(call("__at_timezone", vec![call("from_unixtime", vec![a[0].clone()]), a[1].clone()])),
+            // listagg(x, sep) WITHIN GROUP (ORDER BY …): string_agg with the order.
+            "listagg" => {
+                let mut a = a.clone();
+                if a.len() == 1 {
+                    a.push(Expr::value(Value::SingleQuotedString(String::new())));
+                }
+                let mut e = call("string_agg", a);
+                if let Expr::Function(g) = &mut e {
+                    if let FunctionArguments::List(l) = &mut g.args
+                        && !f.within_group.is_empty()
+                    {
+                        l.clauses.push(sqlparser::ast::FunctionArgumentClause::OrderBy(std::mem::take(&mut f.within_group)));
+                    }
+                    g.filter = f.filter.take();
+                }
+                Some(e)
+            }
+            // timestamp(3) with time zone, in the session zone.
+            "now" | "current_timestamp" if a.is_empty() => Some(call("__zoned", vec![Expr::Function(f.clone())])),
             "array_join" => {
                 rename(f, "array_to_string");
                 None
@@ -736,7 +906,12 @@ impl VisitorMut for Rewriter {
             }
             // A timestamp literal's precision is its number of fraction digits.
             Expr::TypedString(ts) if matches!(ts.data_type, SqlType::Timestamp(None, _)) => {
-                let text = ts.value.clone().into_string().unwrap_or_default();
+                let mut text = ts.value.clone().into_string().unwrap_or_default();
+                // Trino reads `2012-08-08 01:00` (no seconds) as 01:00:00.
+                if let Some(full) = with_seconds(&text) {
+                    text = full;
+                    ts.value = Value::SingleQuotedString(text.clone()).into();
+                }
                 let digits = text.split_once('.').map(|(_, f)| f.chars().take_while(char::is_ascii_digit).count()).unwrap_or(0);
                 let p = match digits {
                     0 => 0,
@@ -747,7 +922,38 @@ impl VisitorMut for Rewriter {
                 if let SqlType::Timestamp(_, tz) = &ts.data_type {
                     ts.data_type = SqlType::Timestamp(Some(p), *tz);
                 }
-                None
+                // `… America/New_York`, `… UTC`, `…+01:00`: a wall-clock time in
+                // that zone, typed timestamp(p) with time zone (DataFusion
+                // would parse it to a UTC instant and drop the zone).
+                match split_zone(&text) {
+                    None => None,
+                    Some((wall, zone)) => {
+                        if let Err(e) = types::zone(&zone) {
+                            return ControlFlow::Break(format!("INVALID_LITERAL: {e}"));
+                        }
+                        ts.value = Value::SingleQuotedString(wall).into();
+                        let unit = ["s", "ms", "us", "ns"][(p / 3) as usize];
+                        let target = Expr::value(Value::SingleQuotedString(format!("Timestamp({unit}, \"{zone}\")")));
+                        Some(call("arrow_cast", vec![Expr::TypedString(ts.clone()), target]))
+                    }
+                }
+            }
+            // `DECIMAL '3.14'` is the decimal literal 3.14, decimal(3,2).
+            Expr::TypedString(ts) if matches!(ts.data_type, SqlType::Decimal(sqlparser::ast::ExactNumberInfo::None)) => {
+                let text = ts.value.clone().into_string().unwrap_or_default().trim().to_owned();
+                let digits = text.strip_prefix(['-', '+']).unwrap_or(&text);
+                if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit() || c == '.') || digits.matches('.').count() > 1 {
+                    return ControlFlow::Break(format!("INVALID_LITERAL: '{text}' is not a valid decimal literal"));
+                }
+                if let Err(e) = check_number(digits) {
+                    return ControlFlow::Break(e);
+                }
+                let number = Expr::value(Value::Number(digits.to_owned(), false));
+                Some(if text.starts_with('-') {
+                    Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr: Box::new(number) }
+                } else {
+                    number
+                })
             }
             // A special form (no parentheses), refused like a function.
             Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("current_user") => {
@@ -773,15 +979,30 @@ impl VisitorMut for Rewriter {
             Expr::Cast { kind, expr: inner, data_type, .. }
                 if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) =>
             {
+                // Trino's `timestamp` is timestamp(3); `timestamp with time
+                // zone` keeps a zoned value's zone and reads others in UTC.
+                if let SqlType::Timestamp(_, sqlparser::ast::TimezoneInfo::WithTimeZone) = data_type {
+                    *expr = call("__zoned", vec![(**inner).clone()]);
+                    return ControlFlow::Continue(());
+                }
+                if let SqlType::Timestamp(p @ None, _) = data_type {
+                    *p = Some(3);
+                }
                 if let SqlType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(elem)) = data_type {
                     // From JSON text or another array; the typed NULL carries the target.
                     let (name, target) = match elem.as_ref() {
-                        SqlType::JSON => ("__cast_json_array", "ARRAY<VARCHAR>".to_owned()),
-                        _ => ("__cast_array", data_type.to_string()),
+                        SqlType::JSON => (
+                            "__cast_json_array",
+                            SqlType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(Box::new(SqlType::Varchar(None)))),
+                        ),
+                        _ => ("__cast_array", data_type.clone()),
                     };
-                    let typed_null = match parse_expr(&format!("CAST(NULL AS {target})")) {
-                        Ok(e) => e,
-                        Err(e) => return ControlFlow::Break(e),
+                    let typed_null = Expr::Cast {
+                        kind: CastKind::Cast,
+                        expr: Box::new(Expr::value(Value::Null)),
+                        data_type: target,
+                        format: None,
+                        array: false,
                     };
                     Some(call(name, vec![(**inner).clone(), typed_null]))
                 } else if is_integer_type(data_type) {
@@ -851,10 +1072,9 @@ impl VisitorMut for Rewriter {
             && *with_ordinality
             && let Some(first) = array_exprs.first()
         {
-            match parse_expr(&format!("generate_series(1, cardinality({first}))")) {
-                Ok(e) => array_exprs.push(e),
-                Err(e) => return ControlFlow::Break(e),
-            }
+            let ordinals =
+                call("generate_series", vec![Expr::value(Value::Number("1".into(), false)), call("cardinality", vec![first.clone()])]);
+            array_exprs.push(ordinals);
             *with_ordinality = false;
         }
         if let TableFactor::Table { name, alias, sample, .. } = t

@@ -261,17 +261,33 @@ fn format(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
             next += 1;
             let conv = spec.chars().last().unwrap_or('s');
             let flags = &spec[..spec.len().saturating_sub(1)];
-            out.push_str(&match conv {
+            // Java's `%[flags][width][.precision]conversion`.
+            let flag_len = flags.find(|c: char| !"-#+ 0,(".contains(c)).unwrap_or(flags.len());
+            let (flag_chars, rest) = flags.split_at(flag_len);
+            let width: usize = rest.split('.').next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let body = match conv {
                 'd' => {
-                    let x: i64 = v.parse().or_else(|_| v.parse::<f64>().map(|f| f as i64)).unwrap_or(0);
-                    if flags.contains(',') { group_thousands(x) } else { x.to_string() }
+                    let Ok(x) = v.parse::<i64>() else { return exec_err!("format: %d needs an integer, got {v:?}") };
+                    let digits = if flag_chars.contains(',') { group_thousands(x) } else { x.to_string() };
+                    if flag_chars.contains('+') && x >= 0 { format!("+{digits}") } else { digits }
                 }
                 'f' => {
                     let x: f64 = v.parse().unwrap_or(0.0);
                     let prec = flags.split('.').nth(1).and_then(|p| p.parse().ok()).unwrap_or(6);
-                    format!("{x:.prec$}")
+                    if flag_chars.contains('+') && x >= 0.0 { format!("+{x:.prec$}") } else { format!("{x:.prec$}") }
                 }
                 _ => v,
+            };
+            let pad = width.saturating_sub(body.chars().count());
+            out.push_str(&if pad == 0 {
+                body
+            } else if flag_chars.contains('-') {
+                format!("{body}{}", " ".repeat(pad))
+            } else if flag_chars.contains('0') && matches!(conv, 'd' | 'f') {
+                let (sign, digits) = body.split_at(if body.starts_with(['-', '+']) { 1 } else { 0 });
+                format!("{sign}{}{digits}", "0".repeat(pad))
+            } else {
+                format!("{}{body}", " ".repeat(pad))
             });
         }
         let _ = types;

@@ -165,7 +165,7 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
                 .ok()
                 .and_then(|m| m.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().cloned());
             let Some(m) = micros else { return vec![None; n] };
-            let zone: Option<chrono_tz::Tz> = tz.as_deref().and_then(|z| z.parse().ok());
+            let zone: Option<Zone> = tz.as_deref().and_then(|z| zone(z).ok());
             (0..n)
                 .map(|i| {
                     if m.is_null(i) {
@@ -173,7 +173,7 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
                     }
                     let t = chrono::DateTime::from_timestamp_micros(m.value(i))?;
                     let (wall, suffix) = match (&zone, tz.as_deref()) {
-                        (Some(z), Some(name)) => (t.with_timezone(z).naive_local(), format!(" {name}")),
+                        (Some(z), Some(name)) => (z.local(t), format!(" {name}")),
                         (None, Some(name)) => (t.naive_utc(), format!(" {name}")),
                         _ => (t.naive_utc(), String::new()),
                     };
