@@ -61,39 +61,14 @@ pub fn session_config(opts: &SessionOptions) -> SessionConfig {
 /// [`crate::nested_loop::NestedLoopJoins`] and the dialect's decimal types
 /// and call rewrites.
 pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
-    build(config, runtime, false)
-}
-
-/// [`context`] plus Trino's integers ([`crate::dialect::integers`]): the
-/// query service's, where answers must be Trino's. The compactor keeps
-/// `bigint` literals, so the tables it writes keep their column types.
-pub fn query_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
-    build(config, runtime, true)
-}
-
-fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_integers: bool) -> SessionContext {
-    use crate::dialect::integers::{CheckedArithmetic, IntegerLiterals};
-    use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
-    use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
-    let mut builder = SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
-        .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins));
-    if trino_integers {
-        // Literals are typed before coercion, arithmetic checked after it.
-        builder = builder.with_analyzer_rules(vec![
-            Arc::new(IntegerLiterals),
-            Arc::new(ResolveGroupingFunction::new()),
-            Arc::new(TypeCoercion::new()),
-        ]);
-    }
-    builder = builder.with_analyzer_rule(Arc::new(crate::dialect::decimal::TrinoDecimals));
-    if trino_integers {
-        builder = builder.with_analyzer_rule(Arc::new(CheckedArithmetic));
-    }
-    let mut state = builder.build();
+        .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins))
+        .with_analyzer_rule(Arc::new(crate::dialect::decimal::TrinoDecimals))
+        .build();
     // Registering a rewrite only adds it to the analyzer's list.
     let _ = state.register_function_rewrite(Arc::new(crate::dialect::calls::TrinoCalls));
     SessionContext::new_with_state(state)

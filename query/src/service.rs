@@ -34,7 +34,7 @@ use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
 use sediment_engine::dialect;
-use sediment_engine::session::{SessionOptions, query_context, session_config};
+use sediment_engine::session::{SessionOptions, context, session_config};
 use sediment_lake::config::QuerySection;
 use sediment_lake::{Config, Lake};
 use tokio::sync::{Notify, Semaphore};
@@ -248,7 +248,7 @@ impl QueryService {
     pub fn session(&self) -> SessionContext {
         let opts = SessionOptions::default();
         let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
-        let ctx = query_context(config, Arc::clone(&self.runtime));
+        let ctx = context(config, Arc::clone(&self.runtime));
         ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), self.catalog.lake().store());
         let catalog = MemoryCatalogProvider::new();
         for db in self.databases() {

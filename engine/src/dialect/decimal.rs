@@ -11,6 +11,8 @@ use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::utils::merge_schema;
 use datafusion::logical_expr::{BinaryExpr, Cast, Expr, ExprSchemable, LogicalPlan, Operator};
 use datafusion::optimizer::AnalyzerRule;
 
@@ -52,8 +54,24 @@ impl AnalyzerRule for TrinoDecimals {
             if matches!(plan, LogicalPlan::TableScan(_) | LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_)) {
                 return Ok(Transformed::no(plan));
             }
-            super::integers::rewrite_exprs(plan, |e, schema| e.transform_up(|e| rewrite(e, schema)))
+            rewrite_exprs(plan, |e, schema| e.transform_up(|e| rewrite(e, schema)))
         })
         .map(|t| t.data)
     }
+}
+
+/// Rewrites a node's expressions, keeping their names, and recomputes its
+/// schema (types below may have changed even where this node's did not).
+pub(crate) fn rewrite_exprs(
+    plan: LogicalPlan,
+    f: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let schema = merge_schema(&plan.inputs());
+    let names = NamePreserver::new(&plan);
+    let t = plan.map_expressions(|e| {
+        let saved = names.save(&e);
+        let t = f(e, &schema)?;
+        Ok(if t.transformed { Transformed::yes(saved.restore(t.data)) } else { t })
+    })?;
+    t.map_data(|p| p.recompute_schema())
 }

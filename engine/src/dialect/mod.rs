@@ -16,7 +16,6 @@ mod binary;
 pub mod calls;
 mod datetime;
 pub mod decimal;
-pub mod integers;
 mod json;
 pub mod limits;
 mod misc;
