@@ -369,7 +369,6 @@ fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<
     out
 }
 
-/// Parses one expression (for rewrites built from text).
 fn binary(left: Expr, op: sqlparser::ast::BinaryOperator, right: Expr) -> Expr {
     Expr::Nested(Box::new(Expr::BinaryOp { left: Box::new(left), op, right: Box::new(right) }))
 }
@@ -393,6 +392,7 @@ fn not(e: Expr) -> Expr {
     Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Not, expr: Box::new(e) }
 }
 
+/// Parses one expression (for rewrites built from text).
 fn parse_expr(text: &str) -> Result<Expr, String> {
     let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(text));
     Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
@@ -459,9 +459,6 @@ pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> 
     state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
 }
 
-/// Refuses the numeric literals Trino refuses, rather than letting them
-/// become an infinite or rounded double: an integer beyond bigint, a
-/// decimal of more than 38 digits, a double beyond its range.
 /// A timestamp literal's wall-clock part and zone (`UTC` for `Z`), when it
 /// names one after its time.
 fn split_zone(text: &str) -> Option<(String, String)> {
@@ -486,6 +483,9 @@ fn with_seconds(text: &str) -> Option<String> {
     (parts.len() == 2 && parts.iter().all(|p| !p.is_empty())).then(|| format!("{date} {time}:00{tail}"))
 }
 
+/// Refuses the numeric literals Trino refuses, rather than letting them
+/// become an infinite or rounded double: an integer beyond bigint, a
+/// decimal of more than 38 digits, a double beyond its range.
 fn check_number(text: &str) -> Result<(), String> {
     let invalid = || format!("INVALID_LITERAL: Invalid numeric literal: {}", text.chars().take(60).collect::<String>());
     if text.contains(['e', 'E']) {
