@@ -292,7 +292,7 @@ pub async fn build_projection(
 async fn view_schema(settings: &Settings, lake: &Lake, view: &View) -> Result<SchemaRef> {
     let ctx = settings.session(lake)?;
     register_events_day(&ctx, None)?;
-    let df = sediment_engine::dialect::sql(&ctx, &view.sql).await?;
+    let df = sediment_trino::sql(&ctx, &view.sql).await?;
     Ok(strip_dt(&Arc::new(df.schema().as_arrow().clone())))
 }
 
@@ -361,7 +361,7 @@ pub async fn build_view(
         let started = Instant::now();
         let ctx = settings.session(lake)?;
         register_events_day(&ctx, Some(day))?;
-        let df = sediment_engine::dialect::sql(&ctx, &view.sql).await?;
+        let df = sediment_trino::sql(&ctx, &view.sql).await?;
         let cols: Vec<_> = schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
         let stream = df.select(cols)?.execute_stream().await?;
         let report =

@@ -86,7 +86,7 @@ impl Settings {
         // pool's accounting, so the pool gets only part of the limit.
         let opts = SessionOptions { memory_limit: pool_bytes(self.compaction.memory_limit_mb), target_partitions: 1, batch_size: 4096 };
         let ctx = session(lake, &opts)?;
-        sediment_engine::dialect::register(&ctx);
+        sediment_trino::register(&ctx);
         Ok(ctx)
     }
 }

@@ -16,7 +16,6 @@
 
 pub mod catalog;
 pub mod delta;
-pub mod dialect;
 pub mod events;
 pub mod files;
 pub mod fold;

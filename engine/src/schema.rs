@@ -5,10 +5,7 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use sediment_lake::schema::{self as raw, raw_schema};
 
-/// Timestamps as analysts see them: Trino `timestamp(3)`, zone-less UTC.
-pub fn sql_timestamp() -> DataType {
-    DataType::Timestamp(TimeUnit::Millisecond, None)
-}
+pub use sediment_trino::types::sql_timestamp;
 
 /// Timestamps as Delta Lake stores them: UTC microseconds.
 pub fn delta_timestamp() -> DataType {

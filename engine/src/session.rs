@@ -67,10 +67,10 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
         .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins))
-        .with_analyzer_rule(Arc::new(crate::dialect::decimal::TrinoDecimals))
+        .with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals))
         .build();
     // Registering a rewrite only adds it to the analyzer's list.
-    let _ = state.register_function_rewrite(Arc::new(crate::dialect::calls::TrinoCalls));
+    let _ = state.register_function_rewrite(Arc::new(sediment_trino::calls::TrinoCalls));
     SessionContext::new_with_state(state)
 }
 

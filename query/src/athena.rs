@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sediment_engine::dialect::types::{athena_column, trino_type};
+use sediment_trino::types::{athena_column, trino_type};
 use serde_json::{Value, json};
 
 use crate::output::{text_rows_range, to_csv};
@@ -210,8 +210,8 @@ impl Observer for Track {
 
 async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Result<Value, AthenaError> {
     let sql = str_field(req, "QueryString").ok_or_else(|| invalid("QueryString is required"))?.to_owned();
-    if sql.trim().is_empty() || sql.len() > sediment_engine::dialect::MAX_QUERY_BYTES {
-        return Err(invalid(format!("QueryString must be 1 to {} characters", sediment_engine::dialect::MAX_QUERY_BYTES)));
+    if sql.trim().is_empty() || sql.len() > sediment_trino::MAX_QUERY_BYTES {
+        return Err(invalid(format!("QueryString must be 1 to {} characters", sediment_trino::MAX_QUERY_BYTES)));
     }
     let params: Vec<String> = req
         .get("ExecutionParameters")

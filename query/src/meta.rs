@@ -11,7 +11,7 @@ use datafusion::prelude::{SessionContext, col};
 use datafusion::sql::sqlparser::ast::{
     ObjectName, ShowCreateObject, ShowStatementFilter, ShowStatementFilterPosition, ShowStatementOptions, Statement,
 };
-use sediment_engine::dialect::types::trino_type;
+use sediment_trino::types::trino_type;
 
 use crate::service::{QueryError, QueryOutput, QueryService};
 
@@ -150,7 +150,7 @@ async fn partitions(svc: &QueryService, ctx: &SessionContext, name: &str) -> Res
     let df = ctx.table(name).await?.select(vec![col(column)])?.distinct()?.sort(vec![col(column).sort(true, true)])?;
     let mut rows = Vec::new();
     for b in df.collect().await? {
-        for v in sediment_engine::dialect::types::render_column(b.column(0)).into_iter().flatten() {
+        for v in sediment_trino::types::render_column(b.column(0)).into_iter().flatten() {
             rows.push(vec![format!("{column}={v}")]);
         }
     }
@@ -190,7 +190,7 @@ mod tests {
     #[test]
     fn statements_are_routed_by_their_parsed_form() {
         let kind = |sql: &str| {
-            let stmt = sediment_engine::dialect::parse(sql).unwrap().remove(0);
+            let stmt = sediment_trino::parse(sql).unwrap().remove(0);
             match stmt {
                 Statement::ShowTables { show_options, .. } => {
                     format!("tables {:?} {:?}", shown_in(&show_options).map(last_name), pattern(&show_options))

@@ -3,7 +3,7 @@
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array};
 use arrow::datatypes::DataType;
-use sediment_engine::dialect::types::{render_column, trino_type};
+use sediment_trino::types::{render_column, trino_type};
 use serde_json::{Value, json};
 
 use crate::service::QueryOutput;

@@ -97,7 +97,7 @@ async fn limit_body(req: Request, next: Next) -> Response {
         let size = declared.unwrap_or(seen);
         let message = format!(
             "the request body is {size} bytes; at most {MAX_BODY_BYTES} are accepted (a query is at most {} bytes)",
-            sediment_engine::dialect::MAX_QUERY_BYTES
+            sediment_trino::MAX_QUERY_BYTES
         );
         let body = if athena {
             serde_json::json!({"__type": "InvalidRequestException", "Message": message})

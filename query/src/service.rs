@@ -33,10 +33,10 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
-use sediment_engine::dialect;
 use sediment_engine::session::{SessionOptions, context, session_config};
 use sediment_lake::config::QuerySection;
 use sediment_lake::{Config, Lake};
+use sediment_trino as dialect;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::executor::CpuRuntime;

@@ -120,8 +120,8 @@ async fn function_coverage_table_is_current() {
             || state.udwf(n).is_ok()
             || state.higher_order_functions().values().any(|f| f.name() == n || f.aliases().iter().any(|a| a == n))
     };
-    let dialect = sediment_engine::dialect::REWRITTEN;
-    let refused = sediment_engine::dialect::UNSUPPORTED;
+    let dialect = sediment_trino::REWRITTEN;
+    let refused = sediment_trino::UNSUPPORTED;
     // Every supported function is pinned by at least one corpus case.
     let corpus: String = std::fs::read_dir(root.join("tests/slt"))
         .unwrap()

@@ -41,12 +41,16 @@ fn null_bool() -> Expr {
     lit(ScalarValue::Boolean(None))
 }
 
+fn cast(e: Expr, to: DataType) -> Expr {
+    Expr::Cast(Cast::new(Box::new(e), to))
+}
+
 fn has_null(e: Expr) -> Expr {
     Expr::ScalarFunction(ScalarFunction::new_udf(Arc::new(has_null_udf()), vec![e]))
 }
 
 /// `__has_null(array)`: whether the array holds a NULL element (NULL for a NULL array).
-pub(crate) fn has_null_udf() -> ScalarUDF {
+fn has_null_udf() -> ScalarUDF {
     udf("__has_null", &[], any(1), ret_bool, has_null_kernel)
 }
 
@@ -88,7 +92,7 @@ impl FunctionRewrite for TrinoCalls {
                     DataType::Decimal128(p, s) if p < 38 => {
                         let mut agg = agg.clone();
                         let x = agg.params.args.remove(0);
-                        agg.params.args.push(Expr::Cast(Cast::new(Box::new(x), DataType::Decimal128(38, s))));
+                        agg.params.args.push(cast(x, DataType::Decimal128(38, s)));
                         Ok(Transformed::yes(Expr::AggregateFunction(agg)))
                     }
                     _ => Ok(Transformed::no(expr)),
@@ -97,7 +101,7 @@ impl FunctionRewrite for TrinoCalls {
             Expr::Cast(Cast { expr: inner, field }) => match (field.data_type(), inner.get_type(schema)?) {
                 (DataType::Timestamp(unit, None), DataType::Timestamp(_, Some(_))) => {
                     let local = datafusion::functions::datetime::to_local_time().call(vec![(**inner).clone()]);
-                    Ok(Transformed::yes(Expr::Cast(Cast::new(Box::new(local), DataType::Timestamp(*unit, None)))))
+                    Ok(Transformed::yes(cast(local, DataType::Timestamp(*unit, None))))
                 }
                 _ => Ok(Transformed::no(expr)),
             },
@@ -116,12 +120,12 @@ fn call(f: &ScalarFunction, types: &[DataType]) -> Result<Transformed<Expr>> {
         ("cardinality", [a]) if is_list(&types[0]) => {
             // Top-level elements, as bigint; an empty array is 0, a NULL array NULL.
             let length = datafusion::functions::core::expr_fn::coalesce(vec![nested::array_length(a.clone()), lit(0u64)]);
-            when(a.clone().is_null(), lit(ScalarValue::Int64(None))).otherwise(Expr::Cast(Cast::new(Box::new(length), DataType::Int64)))?
+            when(a.clone().is_null(), lit(ScalarValue::Int64(None))).otherwise(cast(length, DataType::Int64))?
         }
         // Trino: round(decimal(p, s), d) is decimal(p + 1, s) (DataFusion narrows the scale).
         ("round", [x, _]) if matches!(types[0], DataType::Decimal128(..)) => {
             let DataType::Decimal128(p, s) = types[0] else { unreachable!("matched a decimal") };
-            Expr::Cast(Cast::new(Box::new(Expr::ScalarFunction(f.clone())), DataType::Decimal128((p + 1).min(38), s)))
+            cast(Expr::ScalarFunction(f.clone()), DataType::Decimal128((p + 1).min(38), s))
         }
         // Trino: ceil/floor of an integer is itself; of decimal(p, s) the
         // exact decimal(p - s + min(s, 1), 0) (DataFusion: a double).
@@ -129,28 +133,26 @@ fn call(f: &ScalarFunction, types: &[DataType]) -> Result<Transformed<Expr>> {
         ("ceil" | "floor", [x]) if matches!(types[0], DataType::Decimal128(..)) => {
             let DataType::Decimal128(p, s) = types[0] else { unreachable!("matched a decimal") };
             let target = DataType::Decimal128(((p as i8 - s + s.min(1)).max(1)) as u8, 0);
-            let frac = x.clone() % Expr::Cast(Cast::new(Box::new(lit(1i64)), types[0].clone()));
-            let zero = Expr::Cast(Cast::new(Box::new(lit(0i64)), types[0].clone()));
-            let one = Expr::Cast(Cast::new(Box::new(lit(1i64)), types[0].clone()));
+            let frac = x.clone() % cast(lit(1i64), types[0].clone());
+            let zero = cast(lit(0i64), types[0].clone());
+            let one = cast(lit(1i64), types[0].clone());
             let whole = x.clone() - frac.clone();
             let stepped = if f.name() == "ceil" {
                 when(frac.clone().eq(zero.clone()), x.clone()).when(x.clone().gt(zero), whole.clone() + one).otherwise(whole)?
             } else {
                 when(frac.clone().eq(zero.clone()), x.clone()).when(x.clone().lt(zero), whole.clone() - one).otherwise(whole)?
             };
-            Expr::Cast(Cast::new(Box::new(stepped), target))
+            cast(stepped, target)
         }
         // Trino's sign keeps an integer's type; a decimal's is decimal(1,0).
         ("signum", [x]) if types[0].is_integer() || matches!(types[0], DataType::Decimal128(..)) => {
             let target = if types[0].is_integer() { types[0].clone() } else { DataType::Decimal128(1, 0) };
-            let zero = Expr::Cast(Cast::new(Box::new(lit(0i64)), types[0].clone()));
+            let zero = cast(lit(0i64), types[0].clone());
             let e = when(x.clone().gt(zero.clone()), lit(1i64)).when(x.clone().lt(zero), lit(-1i64)).otherwise(lit(0i64))?;
-            when(x.clone().is_null(), Expr::Cast(Cast::new(Box::new(lit(ScalarValue::Null)), target.clone())))
-                .otherwise(Expr::Cast(Cast::new(Box::new(e), target)))?
+            when(x.clone().is_null(), cast(lit(ScalarValue::Null), target.clone())).otherwise(cast(e, target))?
         }
         // Through a double a decimal would lose digits: refused, not rounded.
-        ("trunc", [x, ..]) if matches!(types[0], DataType::Decimal128(..)) => {
-            let _ = x;
+        ("trunc", [_, ..]) if matches!(types[0], DataType::Decimal128(..)) => {
             return datafusion::common::plan_err!(
                 "NOT_SUPPORTED: function truncate is not supported for {}",
                 super::types::trino_type(&types[0])

@@ -4,6 +4,11 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::{DataType, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
+/// Timestamps as analysts see them: Trino `timestamp(3)`, zone-less UTC.
+pub fn sql_timestamp() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, None)
+}
+
 /// The Trino name of an Arrow type, as Athena reports it in `ColumnInfo.Type`.
 pub fn trino_type(t: &DataType) -> String {
     match t {

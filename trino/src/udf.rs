@@ -112,6 +112,11 @@ pub(crate) fn any(n: usize) -> Signature {
     Signature::any(n, Volatility::Immutable)
 }
 
+/// Any types, any of `counts` arguments.
+pub(crate) fn one_of(counts: &[usize]) -> Signature {
+    Signature::one_of(counts.iter().map(|n| datafusion::logical_expr::TypeSignature::Any(*n)).collect(), Volatility::Immutable)
+}
+
 pub(crate) fn variadic_any() -> Signature {
     Signature::variadic_any(Volatility::Immutable)
 }
@@ -132,7 +137,7 @@ pub(crate) fn ret_date(_: &[DataType]) -> Result<DataType> {
     Ok(DataType::Date32)
 }
 pub(crate) fn ret_ts(_: &[DataType]) -> Result<DataType> {
-    Ok(crate::schema::sql_timestamp())
+    Ok(crate::types::sql_timestamp())
 }
 pub(crate) fn ret_first(t: &[DataType]) -> Result<DataType> {
     Ok(t.first().cloned().unwrap_or(DataType::Null))

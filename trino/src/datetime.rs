@@ -339,11 +339,16 @@ fn date_add(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     match &types[2] {
         // Instants already: keep them, in the argument's zone and unit.
         DataType::Timestamp(unit, Some(tz)) if elapsed => {
-            let utc: TimestampMicrosecondArray = out.into_iter().map(|t| t.map(|t| t.and_utc().timestamp_micros())).collect();
-            Ok(arrow::compute::cast(&(Arc::new(utc.with_timezone(tz.clone())) as ArrayRef), &DataType::Timestamp(*unit, Some(tz.clone())))?)
+            zoned_instants(out.into_iter().map(|t| t.map(|t| t.and_utc().timestamp_micros())), *unit, tz)
         }
         other => date_like(out, other),
     }
+}
+
+/// UTC instants (microseconds) as a timestamp array in zone `tz` and `unit`.
+fn zoned_instants(utc: impl Iterator<Item = Option<i64>>, unit: TimeUnit, tz: &Arc<str>) -> Result<ArrayRef> {
+    let utc: TimestampMicrosecondArray = utc.collect();
+    Ok(arrow::compute::cast(&(Arc::new(utc.with_timezone(Arc::clone(tz))) as ArrayRef), &DataType::Timestamp(unit, Some(Arc::clone(tz))))?)
 }
 
 /// Returns values in the type of the date/time argument (for a zoned
@@ -355,9 +360,7 @@ fn date_like(values: Vec<Option<NaiveDateTime>>, ty: &DataType) -> Result<ArrayR
         }
         DataType::Timestamp(unit, Some(tz)) => {
             let zone = super::types::zone(tz)?;
-            let utc: TimestampMicrosecondArray =
-                values.into_iter().map(|t| t.and_then(|t| zone.instant(t)).map(|t| t.timestamp_micros())).collect();
-            Ok(arrow::compute::cast(&(Arc::new(utc.with_timezone(tz.clone())) as ArrayRef), &DataType::Timestamp(*unit, Some(tz.clone())))?)
+            zoned_instants(values.into_iter().map(|t| t.and_then(|t| zone.instant(t)).map(|t| t.timestamp_micros())), *unit, tz)
         }
         DataType::Timestamp(unit, None) => {
             Ok(arrow::compute::cast(&ts_array(values.into_iter(), None), &DataType::Timestamp(*unit, None))?)
@@ -557,18 +560,12 @@ fn date_trunc(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
             let days: Date32Array = out.into_iter().map(|t| t.map(|t| (t.date() - EPOCH).num_days() as i32)).collect();
             Ok(arrow::compute::cast(&(Arc::new(days) as ArrayRef), &types[1])?)
         }
-        DataType::Timestamp(_, Some(tz)) => {
-            let zone = super::types::zone(tz)?;
-            let utc: TimestampMicrosecondArray =
-                out.into_iter().map(|t| t.and_then(|t| zone.instant(t)).map(|t| t.timestamp_micros())).collect();
-            let utc = utc.with_timezone(tz.clone());
-            Ok(arrow::compute::cast(&(Arc::new(utc) as ArrayRef), &types[1])?)
-        }
+        DataType::Timestamp(_, Some(_)) => date_like(out, &types[1]),
         other => {
             let naive: TimestampMicrosecondArray = out.into_iter().map(|t| t.map(|t| t.and_utc().timestamp_micros())).collect();
             let target = match other {
                 DataType::Timestamp(..) => other.clone(),
-                _ => crate::schema::sql_timestamp(),
+                _ => crate::types::sql_timestamp(),
             };
             Ok(arrow::compute::cast(&(Arc::new(naive) as ArrayRef), &target)?)
         }
@@ -578,7 +575,7 @@ fn date_trunc(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
 fn ret_date_trunc(t: &[DataType]) -> Result<DataType> {
     Ok(match t.get(1) {
         Some(d @ (DataType::Date32 | DataType::Date64 | DataType::Timestamp(..))) => d.clone(),
-        _ => crate::schema::sql_timestamp(),
+        _ => crate::types::sql_timestamp(),
     })
 }
 
@@ -612,7 +609,7 @@ fn ret_third(t: &[DataType]) -> Result<DataType> {
         Some(DataType::Date32 | DataType::Date64) => DataType::Date32,
         // Trino: the argument's type, precision and zone.
         Some(DataType::Timestamp(unit, tz)) => DataType::Timestamp(*unit, tz.clone()),
-        _ => crate::schema::sql_timestamp(),
+        _ => crate::types::sql_timestamp(),
     })
 }
 

@@ -12,12 +12,15 @@
 //! semantics that differ silently (`CAST(2.5 AS INTEGER)` rounds, `CAST(ts AS
 //! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
 
+mod arrays;
 mod binary;
 pub mod calls;
 mod datetime;
 pub mod decimal;
 mod json;
+mod lambdas;
 pub mod limits;
+mod maps;
 mod misc;
 mod strings;
 pub mod types;
@@ -398,11 +401,6 @@ fn parse_expr(text: &str) -> Result<Expr, String> {
     Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_expr()).map_err(|e| format!("{e} in rewritten {text:?}"))
 }
 
-fn parse_query(text: &str) -> Result<Query, String> {
-    let dialect = TrinoDialect::with_budget(TrinoDialect::budget_for(text));
-    Parser::new(&dialect).try_with_sql(text).and_then(|mut p| p.parse_query()).map(|q| *q).map_err(|e| e.to_string())
-}
-
 /// Registers the Trino functions on a session, and bounds the functions an
 /// argument can make unbounded by the session's memory pool (see `limits`).
 pub fn register(ctx: &SessionContext) {
@@ -412,9 +410,15 @@ pub fn register(ctx: &SessionContext) {
         .chain(datetime::functions())
         .chain(strings::functions())
         .chain(misc::functions())
+        .chain(maps::functions())
+        .chain(arrays::functions())
     {
         ctx.register_udf(f);
     }
+    for f in maps::aggregates() {
+        ctx.register_udaf(f);
+    }
+    lambdas::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
     limits::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
 }
 
@@ -459,12 +463,36 @@ pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> 
     state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
 }
 
+/// A `[…]` subscript whose index is not a literal.
+fn computed_subscript(access: &sqlparser::ast::AccessExpr) -> bool {
+    use sqlparser::ast::{AccessExpr, Subscript, UnaryOperator};
+    let literal = |e: &Expr| match e {
+        Expr::Value(_) => true,
+        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => matches!(**expr, Expr::Value(_)),
+        _ => false,
+    };
+    matches!(access, AccessExpr::Subscript(Subscript::Index { index }) if !literal(index))
+}
+
+/// `arrow_cast(e, 'Timestamp(unit, "zone")')`: a wall-clock timestamp read
+/// in `zone`.
+fn zoned_cast(e: Expr, unit: &str, zone: &str) -> Expr {
+    call("arrow_cast", vec![e, Expr::value(Value::SingleQuotedString(format!("Timestamp({unit}, \"{zone}\")")))])
+}
+
+/// A timestamp literal as its date, its time (digits and `separators`) and
+/// what follows the time.
+fn date_time_tail<'a>(text: &'a str, separators: &[char]) -> Option<(&'a str, &'a str, &'a str)> {
+    let (date, rest) = text.trim().split_once(' ')?;
+    let time_len = rest.find(|c: char| !(c.is_ascii_digit() || separators.contains(&c))).unwrap_or(rest.len());
+    let (time, tail) = rest.split_at(time_len);
+    Some((date, time, tail))
+}
+
 /// A timestamp literal's wall-clock part and zone (`UTC` for `Z`), when it
 /// names one after its time.
 fn split_zone(text: &str) -> Option<(String, String)> {
-    let (date, rest) = text.trim().split_once(' ')?;
-    let time_len = rest.find(|c: char| !(c.is_ascii_digit() || c == ':' || c == '.')).unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(time_len);
+    let (date, time, zone) = date_time_tail(text, &[':', '.'])?;
     let zone = zone.trim();
     if zone.is_empty() || time.is_empty() {
         return None;
@@ -476,9 +504,7 @@ fn split_zone(text: &str) -> Option<(String, String)> {
 /// `YYYY-MM-DD HH:MM` with `:00` seconds added (the rest of a literal, a
 /// zone say, kept); `None` when the literal has its seconds or no time.
 fn with_seconds(text: &str) -> Option<String> {
-    let (date, rest) = text.trim().split_once(' ')?;
-    let time_len = rest.find(|c: char| !(c.is_ascii_digit() || c == ':')).unwrap_or(rest.len());
-    let (time, tail) = rest.split_at(time_len);
+    let (date, time, tail) = date_time_tail(text, &[':'])?;
     let parts: Vec<&str> = time.split(':').collect();
     (parts.len() == 2 && parts.iter().all(|p| !p.is_empty())).then(|| format!("{date} {time}:00{tail}"))
 }
@@ -502,21 +528,7 @@ fn check_number(text: &str) -> Result<(), String> {
 /// that no registry has under another name: refused by name.
 /// (`to_char`/`to_date`/`to_timestamp` take Teradata formats in Trino, chrono
 /// ones in DataFusion.)
-pub const UNSUPPORTED: &[&str] = &[
-    "reduce",
-    "zip_with",
-    "histogram",
-    "map_agg",
-    "multimap_agg",
-    "transform_keys",
-    "transform_values",
-    "map_zip_with",
-    "reduce_agg",
-    "to_char",
-    "to_date",
-    "to_timestamp",
-    "current_user",
-];
+pub const UNSUPPORTED: &[&str] = &["reduce_agg", "to_char", "to_date", "to_timestamp", "current_user"];
 
 /// Trino functions the rewriter turns into DataFusion forms (beside those
 /// registered under their Trino names).
@@ -846,7 +858,7 @@ impl Rewriter {
                         format: None,
                         array: false,
                     };
-                    Some(call("arrow_cast", vec![naive, Expr::value(Value::SingleQuotedString(format!("Timestamp(ms, \"{zone}\")")))]))
+                    Some(zoned_cast(naive, "ms", zone))
                 }
                 _ => return Err("NOT_SUPPORTED: with_timezone takes a constant zone".into()),
             },
@@ -893,6 +905,29 @@ impl VisitorMut for Rewriter {
                 Ok(r) => r,
                 Err(e) => return ControlFlow::Break(e),
             },
+            // `m[k]` with a key computed per row: DataFusion's subscript wants
+            // a constant key; `element_at` looks up any key (and any index).
+            Expr::CompoundFieldAccess { root, access_chain } if access_chain.iter().any(computed_subscript) => {
+                use sqlparser::ast::{AccessExpr, Subscript};
+                let mut e = (**root).clone();
+                let mut pending: Vec<AccessExpr> = vec![];
+                let flush = |e: Expr, pending: &mut Vec<AccessExpr>| {
+                    if pending.is_empty() {
+                        e
+                    } else {
+                        Expr::CompoundFieldAccess { root: Box::new(e), access_chain: std::mem::take(pending) }
+                    }
+                };
+                for access in access_chain.iter() {
+                    match access {
+                        AccessExpr::Subscript(Subscript::Index { index }) if computed_subscript(access) => {
+                            e = call("element_at", vec![flush(e, &mut pending), index.clone()]);
+                        }
+                        other => pending.push(other.clone()),
+                    }
+                }
+                Some(flush(e, &mut pending))
+            }
             // SUBSTR/SUBSTRING syntax is planned by DataFusion's own planner;
             // a plain call reaches the registry, where Trino's `substr` is.
             Expr::Substring { expr: inner, substring_from, substring_for, .. } => {
@@ -932,8 +967,7 @@ impl VisitorMut for Rewriter {
                         }
                         ts.value = Value::SingleQuotedString(wall).into();
                         let unit = ["s", "ms", "us", "ns"][(p / 3) as usize];
-                        let target = Expr::value(Value::SingleQuotedString(format!("Timestamp({unit}, \"{zone}\")")));
-                        Some(call("arrow_cast", vec![Expr::TypedString(ts.clone()), target]))
+                        Some(zoned_cast(Expr::TypedString(ts.clone()), unit, &zone))
                     }
                 }
             }
@@ -1076,7 +1110,7 @@ impl VisitorMut for Rewriter {
             array_exprs.push(ordinals);
             *with_ordinality = false;
         }
-        if let TableFactor::Table { name, alias, sample, .. } = t
+        if let TableFactor::Table { name, alias, sample, args, with_hints, version, partitions, .. } = t
             && let Some(kind) = sample.take()
         {
             let s = match kind {
@@ -1085,11 +1119,31 @@ impl VisitorMut for Rewriter {
             let Some(q) = s.quantity.as_ref() else {
                 return ControlFlow::Break("TABLESAMPLE needs a percentage".into());
             };
-            let pct = q.value.to_string();
-            let sub = match parse_query(&format!("SELECT * FROM {name} WHERE random() * 100 < ({pct})")) {
-                Ok(q) => q,
-                Err(e) => return ControlFlow::Break(e),
+            // `SELECT * FROM t WHERE random() * 100 < (pct)`, as a tree.
+            let hundred = Expr::value(Value::Number("100".into(), false));
+            let keep = Expr::BinaryOp {
+                left: Box::new(Expr::BinaryOp {
+                    left: Box::new(call("random", vec![])),
+                    op: sqlparser::ast::BinaryOperator::Multiply,
+                    right: Box::new(hundred),
+                }),
+                op: sqlparser::ast::BinaryOperator::Lt,
+                right: Box::new(Expr::Nested(Box::new(q.value.clone()))),
             };
+            let table = TableFactor::Table {
+                name: name.clone(),
+                alias: None,
+                args: args.take(),
+                with_hints: std::mem::take(with_hints),
+                version: version.take(),
+                with_ordinality: false,
+                partitions: std::mem::take(partitions),
+                json_path: None,
+                sample: None,
+                index_hints: vec![],
+            };
+            let star = sqlparser::ast::SelectItem::Wildcard(Default::default());
+            let sub = select_from(vec![star], table, Some(keep));
             let alias = alias.take().or_else(|| {
                 name.0.last().and_then(|p| p.as_ident().cloned()).map(|i| sqlparser::ast::TableAlias {
                     name: i,
@@ -1203,16 +1257,24 @@ fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String
                 if *with_ordinality { " and one for WITH ORDINALITY" } else { "" }
             ));
         }
-        let mut items: Vec<String> = array_exprs.iter().zip(&ualias.columns).map(|(e, c)| format!("unnest({e}) AS {}", c.name)).collect();
-        if *with_ordinality {
-            let longest = if array_exprs.len() == 1 {
-                format!("cardinality({})", array_exprs[0])
-            } else {
-                format!("greatest({})", array_exprs.iter().map(|e| format!("cardinality({e})")).collect::<Vec<_>>().join(", "))
-            };
-            items.push(format!("unnest(generate_series(1, {longest})) AS {}", ualias.columns[want - 1].name));
+        // `SELECT left.*, unnest(a) AS x, … [, unnest(generate_series(1, n)) AS o] FROM relation`.
+        let mut items = vec![sqlparser::ast::SelectItem::QualifiedWildcard(
+            sqlparser::ast::SelectItemQualifiedWildcardKind::ObjectName(sqlparser::ast::ObjectName::from(vec![left.clone()])),
+            Default::default(),
+        )];
+        for (e, c) in array_exprs.iter().zip(&ualias.columns) {
+            items.push(sqlparser::ast::SelectItem::ExprWithAlias { expr: call("unnest", vec![e.clone()]), alias: c.name.clone() });
         }
-        let sub = parse_query(&format!("SELECT {left}.*, {} FROM {relation}", items.join(", ")))?;
+        if *with_ordinality {
+            let mut lengths: Vec<Expr> = array_exprs.iter().map(|e| call("cardinality", vec![e.clone()])).collect();
+            let longest = if lengths.len() == 1 { lengths.remove(0) } else { call("greatest", lengths) };
+            let ordinals = call("generate_series", vec![Expr::value(Value::Number("1".into(), false)), longest]);
+            items.push(sqlparser::ast::SelectItem::ExprWithAlias {
+                expr: call("unnest", vec![ordinals]),
+                alias: ualias.columns[want - 1].name.clone(),
+            });
+        }
+        let sub = select_from(items, relation.clone(), None);
         renames.push((ualias.name.value.to_lowercase(), left.value.clone()));
         *relation = TableFactor::Derived {
             lateral: false,
@@ -1223,6 +1285,50 @@ fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String
         joins.remove(0);
     }
     Ok(())
+}
+
+/// `SELECT projection FROM from [WHERE selection]`, built as a tree (the
+/// rewrites never print SQL to parse it again).
+fn select_from(projection: Vec<sqlparser::ast::SelectItem>, from: TableFactor, selection: Option<Expr>) -> Query {
+    use sqlparser::ast::{GroupByExpr, Select, SelectFlavor, SetExpr, TableWithJoins, helpers::attached_token::AttachedToken};
+    let select = Select {
+        select_token: AttachedToken::empty(),
+        optimizer_hints: vec![],
+        distinct: None,
+        select_modifiers: None,
+        top: None,
+        top_before_distinct: false,
+        projection,
+        exclude: None,
+        into: None,
+        from: vec![TableWithJoins { relation: from, joins: vec![] }],
+        lateral_views: vec![],
+        prewhere: None,
+        selection,
+        connect_by: vec![],
+        group_by: GroupByExpr::Expressions(vec![], vec![]),
+        cluster_by: vec![],
+        distribute_by: vec![],
+        sort_by: vec![],
+        having: None,
+        named_window: vec![],
+        qualify: None,
+        window_before_qualify: false,
+        value_table_mode: None,
+        flavor: SelectFlavor::Standard,
+    };
+    Query {
+        with: None,
+        body: Box::new(SetExpr::Select(Box::new(select))),
+        order_by: None,
+        limit_clause: None,
+        fetch: None,
+        locks: vec![],
+        for_clause: None,
+        settings: None,
+        format_clause: None,
+        pipe_operators: vec![],
+    }
 }
 
 /// Points `u.x` at the relation that now holds the unnested columns, in the

@@ -23,11 +23,10 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, HigherOrderFunctionArgs, HigherOrderReturnFieldArgs, HigherOrderSignature, HigherOrderUDF,
-    HigherOrderUDFImpl, LambdaParametersProgress, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
-    ValueOrLambda, Volatility,
+    HigherOrderUDFImpl, LambdaParametersProgress, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, ValueOrLambda,
 };
 
-use super::udf::udf;
+use super::udf::{one_of, udf};
 
 /// Entries in a `sequence` or `repeat` result (Trino's limit).
 pub const MAX_ARRAY_ENTRIES: usize = 10_000;
@@ -43,7 +42,7 @@ pub const MAX_CONSTANT_BYTES: u64 = 4 << 20;
 /// Largest product of the two lengths `levenshtein` accepts (Trino's limit).
 const MAX_LEVENSHTEIN_CELLS: u64 = 1_000_000;
 
-fn too_big(name: &str, bytes: u64, what: &str, limit: u64) -> DataFusionError {
+pub(crate) fn too_big(name: &str, bytes: u64, what: &str, limit: u64) -> DataFusionError {
     DataFusionError::Execution(format!(
         "EXCEEDED_FUNCTION_MEMORY_LIMIT: {name} would build a {what} larger than {limit} bytes, the most a {what} may hold ({bytes} bytes counted)"
     ))
@@ -400,10 +399,6 @@ pub(crate) fn register(ctx: &datafusion::prelude::SessionContext, pool: Arc<dyn 
     if let Ok(inner) = ctx.higher_order_function("array_transform") {
         ctx.register_higher_order_function(Arc::new(HigherOrderUDF::new_from_impl(BoundedTransform { inner, pool })));
     }
-}
-
-fn one_of(counts: &[usize]) -> Signature {
-    Signature::one_of(counts.iter().map(|n| TypeSignature::Any(*n)).collect(), Volatility::Immutable)
 }
 
 fn ret_sequence(t: &[DataType]) -> Result<DataType> {
