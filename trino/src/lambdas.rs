@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, MapArray, StructArray, UInt32Array};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, ListArray, UInt32Array};
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::{cast, interleave, nullif, take, take_arrays};
 use arrow::datatypes::{DataType, Field, FieldRef};
@@ -25,7 +25,7 @@ use datafusion::logical_expr::{
 };
 
 use super::limits::{MAX_VALUE_BYTES, too_big};
-use super::maps::map_type;
+use super::maps::{build_map, check_unique_keys, map_type};
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -307,8 +307,6 @@ fn zip_with(a: &ArrayRef, b: &ArrayRef, f: &LambdaArgument, out_type: &DataType)
 }
 
 fn map_lambda(kind: Kind, m: &ArrayRef, f: &LambdaArgument, out_type: &DataType) -> Result<ArrayRef> {
-    let DataType::Map(entries_field, _) = out_type else { return exec_err!("expected a map result, not {out_type}") };
-    let DataType::Struct(kv) = entries_field.data_type() else { return exec_err!("unexpected map entries {entries_field}") };
     let m = m.as_map();
     let (rows, offsets) = rows_of(m.value_offsets());
     let (first, len) = (m.value_offsets()[0] as usize, rows.len());
@@ -321,17 +319,7 @@ fn map_lambda(kind: Kind, m: &ArrayRef, f: &LambdaArgument, out_type: &DataType)
             if out.null_count() > 0 {
                 return exec_err!("INVALID_FUNCTION_ARGUMENT: map key cannot be null");
             }
-            let converter = RowConverter::new(vec![SortField::new(out.data_type().clone())])?;
-            let encoded = converter.convert_columns(&[Arc::clone(&out)])?;
-            for w in offsets.windows(2) {
-                let mut seen = HashSet::new();
-                for i in w[0] as usize..w[1] as usize {
-                    if !seen.insert(encoded.row(i)) {
-                        let shown = arrow::util::display::array_value_to_string(&out, i)?;
-                        return exec_err!("INVALID_FUNCTION_ARGUMENT: Duplicate map keys ({shown}) are not allowed");
-                    }
-                }
-            }
+            check_unique_keys(&out, offsets.windows(2).map(|w| w[0] as usize..w[1] as usize))?;
             (out, values, offsets)
         }
         Kind::MapFilter => {
@@ -348,15 +336,10 @@ fn map_lambda(kind: Kind, m: &ArrayRef, f: &LambdaArgument, out_type: &DataType)
         }
         Kind::Reduce | Kind::ZipWith | Kind::MapZipWith => return exec_err!("not a one-map function"),
     };
-    let values = if values.data_type() != kv[1].data_type() { cast(&values, kv[1].data_type())? } else { values };
-    let keys = if keys.data_type() != kv[0].data_type() { cast(&keys, kv[0].data_type())? } else { keys };
-    let entries = StructArray::try_new(kv.clone(), vec![keys, values], None)?;
-    Ok(Arc::new(MapArray::try_new(Arc::clone(entries_field), offsets, entries, m.nulls().cloned(), false)?))
+    build_map(out_type, offsets.to_vec(), keys, values, m.nulls().cloned())
 }
 
 fn map_zip_with(a: &ArrayRef, b: &ArrayRef, f: &LambdaArgument, out_type: &DataType) -> Result<ArrayRef> {
-    let DataType::Map(entries_field, _) = out_type else { return exec_err!("expected a map result, not {out_type}") };
-    let DataType::Struct(kv) = entries_field.data_type() else { return exec_err!("unexpected map entries {entries_field}") };
     let (a, b) = (a.as_map(), b.as_map());
     let converter = RowConverter::new(vec![SortField::new(a.keys().data_type().clone())])?;
     let (ea, eb) = (converter.convert_columns(&[Arc::clone(a.keys())])?, converter.convert_columns(&[Arc::clone(b.keys())])?);
@@ -391,13 +374,5 @@ fn map_zip_with(a: &ArrayRef, b: &ArrayRef, f: &LambdaArgument, out_type: &DataT
     let v2 = take(b.values().as_ref(), &UInt32Array::from(right), None)?;
     let len = k.len();
     let v = evaluate(f, &[Arc::clone(&k), v1, v2], &UInt32Array::from(rows), len)?;
-    let v = if v.data_type() != kv[1].data_type() { cast(&v, kv[1].data_type())? } else { v };
-    let entries = StructArray::try_new(kv.clone(), vec![k, v], None)?;
-    Ok(Arc::new(MapArray::try_new(
-        Arc::clone(entries_field),
-        OffsetBuffer::new(offsets.into()),
-        entries,
-        Some(NullBuffer::from(valid)),
-        false,
-    )?))
+    build_map(out_type, offsets, k, v, Some(NullBuffer::from(valid)))
 }

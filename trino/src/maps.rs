@@ -232,14 +232,38 @@ impl Accumulator for Pairs {
     }
 }
 
-/// A map array of `out_type` from its offsets, keys and values.
-fn build_map(out_type: &DataType, offsets: Vec<i32>, keys: ArrayRef, values: ArrayRef, nulls: Option<NullBuffer>) -> Result<ArrayRef> {
+/// A map array of `out_type` from its offsets, keys and values (cast to the
+/// type's key and value types where they differ).
+pub(crate) fn build_map(
+    out_type: &DataType,
+    offsets: Vec<i32>,
+    keys: ArrayRef,
+    values: ArrayRef,
+    nulls: Option<NullBuffer>,
+) -> Result<ArrayRef> {
     let DataType::Map(entries, _) = out_type else { return exec_err!("expected a map type, not {out_type}") };
     let DataType::Struct(kv) = entries.data_type() else { return exec_err!("unexpected map entries {entries}") };
     let keys = if keys.data_type() != kv[0].data_type() { arrow::compute::cast(&keys, kv[0].data_type())? } else { keys };
     let values = if values.data_type() != kv[1].data_type() { arrow::compute::cast(&values, kv[1].data_type())? } else { values };
     let struct_array = StructArray::try_new(kv.clone(), vec![keys, values], None)?;
     Ok(Arc::new(MapArray::try_new(Arc::clone(entries), OffsetBuffer::new(offsets.into()), struct_array, nulls, false)?))
+}
+
+/// Refuses keys that repeat within one map, `ranges` giving each map's
+/// entries in `keys` (Trino's error).
+pub(crate) fn check_unique_keys(keys: &ArrayRef, ranges: impl Iterator<Item = std::ops::Range<usize>>) -> Result<()> {
+    let converter = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?;
+    let encoded = converter.convert_columns(&[Arc::clone(keys)])?;
+    for range in ranges {
+        let mut seen = std::collections::HashSet::new();
+        for i in range {
+            if !seen.insert(encoded.row(i)) {
+                let shown = arrow::util::display::array_value_to_string(keys, i)?;
+                return exec_err!("INVALID_FUNCTION_ARGUMENT: Duplicate map keys ({shown}) are not allowed");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The key and value types of a map type.
@@ -356,19 +380,12 @@ fn map_from_entries(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let out_type = ret_from_entries(types)?;
     let list = args[0].as_list::<i32>();
     let (entries, rows) = row_entries("map_from_entries", list)?;
-    let converter = RowConverter::new(vec![SortField::new(entries.column(0).data_type().clone())])?;
-    let encoded = converter.convert_columns(&[Arc::clone(entries.column(0))])?;
+    let o = list.value_offsets();
+    check_unique_keys(entries.column(0), (0..list.len()).filter(|&r| rows[r].is_some()).map(|r| o[r] as usize..o[r + 1] as usize))?;
     let (mut take, mut offsets, mut valid) = (vec![], vec![0i32], vec![]);
     for row in &rows {
-        let mut seen = std::collections::HashSet::new();
-        for &i in row.iter().flatten() {
-            if !seen.insert(encoded.row(i)) {
-                let shown = arrow::util::display::array_value_to_string(entries.column(0), i)?;
-                return exec_err!("INVALID_FUNCTION_ARGUMENT: Duplicate map keys ({shown}) are not allowed");
-            }
-            take.push(i as u32);
-        }
-        offsets.push(offsets.last().copied().unwrap_or(0) + row.as_ref().map_or(0, |r| r.len() as i32));
+        take.extend(row.iter().flatten().map(|&i| i as u32));
+        offsets.push(take.len() as i32);
         valid.push(row.is_some());
     }
     let idx = arrow::array::UInt32Array::from(take);
