@@ -59,6 +59,19 @@ QUERIES = [
     ("latest_events",
      "SELECT event_id, occurred_at FROM events ORDER BY occurred_at DESC, event_id LIMIT 20",
      "SELECT event_id, occurred_at FROM ev ORDER BY occurred_at DESC, event_id LIMIT 20"),
+    # Per-aggregate questions the layout is chosen for.
+    ("top1_per_aggregate",
+     "SELECT event_type, count(*) AS n FROM (SELECT event_type, row_number() OVER (PARTITION BY aggregate_id ORDER BY sequence DESC) AS rn FROM events) WHERE rn = 1 GROUP BY 1 ORDER BY 1",
+     "SELECT event_type, count(*) AS n FROM (SELECT event_type, row_number() OVER (PARTITION BY aggregate_id ORDER BY sequence DESC) AS rn FROM ev) WHERE rn = 1 GROUP BY 1 ORDER BY 1"),
+    ("busy_aggregates",
+     "SELECT aggregate_type, count(*) AS n FROM (SELECT aggregate_type, aggregate_id FROM events GROUP BY 1, 2 HAVING count(*) >= 8) GROUP BY 1 ORDER BY 1",
+     "SELECT aggregate_type, count(*) AS n FROM (SELECT aggregate_type, aggregate_id FROM ev GROUP BY 1, 2 HAVING count(*) >= 8) GROUP BY 1 ORDER BY 1"),
+    ("aggregate_history",
+     "SELECT event_id, event_type, sequence, occurred_at, payload FROM events WHERE aggregate_type = 'Order' AND aggregate_id = 'O-0001234' ORDER BY sequence",
+     "SELECT event_id, event_type, sequence, occurred_at, payload FROM ev WHERE aggregate_type = 'Order' AND aggregate_id = 'O-0001234' ORDER BY sequence"),
+    ("snapshot_week",
+     "SELECT snapshot_date, count(*) AS n, sum(total) AS value FROM orders WHERE snapshot_date >= DATE '{day}' AND snapshot_date < DATE '{day}' + INTERVAL '7' DAY GROUP BY 1 ORDER BY 1",
+     "SELECT snapshot_date, count(*) AS n, sum(total) AS value FROM orders WHERE snapshot_date >= DATE '{day}' AND snapshot_date < DATE '{day}' + INTERVAL '7' DAY GROUP BY 1 ORDER BY 1"),
 ]
 
 # The same queries in stock DataFusion's own dialect, for the queries it can
@@ -77,4 +90,8 @@ DATAFUSION = {
     "time_to_ship": "SELECT avg(floor((date_part('epoch', s.t) - date_part('epoch', p.t)) / 60)) FROM (SELECT aggregate_id, min(occurred_at) AS t FROM ev WHERE event_type = 'OrderPlaced' GROUP BY 1) p JOIN (SELECT aggregate_id, min(occurred_at) AS t FROM ev WHERE event_type = 'OrderShipped' GROUP BY 1) s ON p.aggregate_id = s.aggregate_id",
     "snapshot_as_of": "SELECT status, count(*) AS n, sum(total) AS value FROM orders WHERE snapshot_date = DATE '{day}' GROUP BY 1 ORDER BY 1",
     "latest_events": "SELECT event_id, occurred_at FROM ev ORDER BY occurred_at DESC, event_id LIMIT 20",
+    "top1_per_aggregate": dict((q[0], q[2]) for q in QUERIES)["top1_per_aggregate"],
+    "busy_aggregates": dict((q[0], q[2]) for q in QUERIES)["busy_aggregates"],
+    "aggregate_history": dict((q[0], q[2]) for q in QUERIES)["aggregate_history"],
+    "snapshot_week": dict((q[0], q[2]) for q in QUERIES)["snapshot_week"],
 }

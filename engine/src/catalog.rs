@@ -188,6 +188,8 @@ impl DerivedTable {
 }
 
 /// Builds `scan(table) → filter → cast to query types → project → limit` and plans it.
+///
+/// `filters` are the ones to apply here: the ones the table answers exactly.
 async fn plan_typed(
     session: &dyn Session,
     name: &str,
@@ -251,7 +253,10 @@ impl TableProvider for DerivedTable {
             return empty(&self.schema, projection);
         }
         let table = Arc::new(self.files_table(&days));
-        plan_typed(session, &self.name, table, &self.schema, projection, filters, limit).await
+        // The partition filters (exact); the others stay above the scan.
+        let exact: Vec<Expr> = filters.iter().filter(|f| only_references(f, &self.partition)).cloned().collect();
+        let limit = if exact.len() == filters.len() { limit } else { None };
+        plan_typed(session, &self.name, table, &self.schema, projection, &exact, limit).await
     }
 }
 

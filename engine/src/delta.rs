@@ -76,28 +76,76 @@ pub async fn open(lake: &Lake, name: &str) -> Result<Option<DeltaTable>> {
     }
 }
 
-/// Loaded tables kept between queries: bringing one up to date reads only
-/// the commits added since (no new commit: one LIST of the log).
+/// Loaded tables kept between queries. A table is brought up to date only
+/// when its log has moved: one LIST of the log after the loaded version
+/// tells (no new commit: the loaded snapshot is the latest, and nothing is
+/// replayed or re-read).
 #[derive(Debug, Default)]
-pub struct TableCache(Mutex<HashMap<String, DeltaTable>>);
+pub struct TableCache(Mutex<HashMap<String, Cached>>);
+
+#[derive(Debug, Clone)]
+struct Cached {
+    table: DeltaTable,
+    /// The loaded version's commit file as listed: a table rewritten
+    /// underneath (a fresh lake at the same URL) lists a different one.
+    commit: Option<(u64, chrono::DateTime<chrono::Utc>)>,
+}
+
+/// What the log holds from `version` on: the commit file of `version` (size,
+/// modification time) and whether any later version exists.
+async fn log_after(lake: &Lake, name: &str, version: u64) -> Result<(Option<(u64, chrono::DateTime<chrono::Utc>)>, bool)> {
+    let log = format!("{}/_delta_log/", table_root(name));
+    // `<v>.` sorts before `<v>.checkpoint…`, `<v>.crc` and `<v>.json`.
+    let listed = lake
+        .list_after(&log, &format!("{log}{version:020}."))
+        .await
+        .map_err(|e| Error::Delta { table: name.to_owned(), source: DeltaTableError::Generic(e.to_string()) })?;
+    let mut commit = None;
+    let mut newer = false;
+    for m in listed {
+        let file = m.location.filename().unwrap_or_default();
+        let Some(v) = file.split('.').next().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        if v > version {
+            newer = true;
+        } else if v == version && file.ends_with(".json") {
+            commit = Some((m.size, m.last_modified));
+        }
+    }
+    Ok((commit, newer))
+}
 
 impl TableCache {
     /// The latest version of a table, as [`open`] gives it.
     pub async fn latest(&self, lake: &Lake, name: &str) -> Result<Option<DeltaTable>> {
         let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned();
-        // A table gone or rewritten underneath (a fresh lake at the same
-        // URL) fails to update: load it afresh.
+        if let Some(c) = &cached
+            && let Some(v) = c.table.version()
+            && c.commit.is_some()
+        {
+            let (commit, newer) = log_after(lake, name, v).await?;
+            if !newer && commit == c.commit {
+                return Ok(Some(c.table.clone()));
+            }
+        }
+        // A table gone or rewritten underneath fails to update: load it afresh.
         let updated = match cached {
-            Some(mut t) => t.update_state().await.ok().map(|()| t),
+            Some(Cached { mut table, .. }) => table.update_state().await.ok().map(|()| table),
             None => None,
         };
         let table = match updated {
             Some(t) => Some(t),
             None => open(lake, name).await?,
         };
+        let entry = match &table {
+            Some(t) => match t.version() {
+                Some(v) => Some(Cached { table: t.clone(), commit: log_after(lake, name, v).await?.0 }),
+                None => Some(Cached { table: t.clone(), commit: None }),
+            },
+            None => None,
+        };
         let mut tables = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match &table {
-            Some(t) => tables.insert(name.to_owned(), t.clone()),
+        match entry {
+            Some(c) => tables.insert(name.to_owned(), c),
             None => tables.remove(name),
         };
         Ok(table)

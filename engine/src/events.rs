@@ -184,14 +184,18 @@ impl TableProvider for EventsTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         let mut plan = LogicalPlanBuilder::from(events_plan(&state)?);
-        if let Some(predicate) = conjunction(filters.to_vec()) {
+        // Only the `dt` filters, which this table answers exactly: the others
+        // stay above the scan (inexact) and reach the Parquet scans from
+        // there; applying them here as well would evaluate each twice.
+        if let Some(predicate) = conjunction(filters.iter().filter(|f| only_references(f, DT)).cloned()) {
             plan = plan.filter(predicate)?;
         }
         if let Some(p) = projection {
             let schema = events_schema();
             plan = plan.project(p.iter().map(|&i| col(schema.field(i).name())).collect::<Vec<_>>())?;
         }
-        if let Some(n) = limit {
+        // (A limit comes only with filters all answered here.)
+        if let Some(n) = limit.filter(|_| filters.iter().all(|f| only_references(f, DT))) {
             plan = plan.limit(0, Some(n))?;
         }
         session.create_physical_plan(&plan.build()?).await

@@ -24,3 +24,4 @@ pub mod schema;
 pub mod session;
 pub mod state;
 pub mod status;
+pub mod top1;

@@ -54,7 +54,30 @@ pub fn session_config(opts: &SessionOptions) -> SessionConfig {
     o.sql_parser.dialect = datafusion::config::Dialect::Generic;
     // Trino: `1.5` is decimal(2,1), so `0.1 + 0.2` is exact.
     o.sql_parser.parse_float_as_decimal = true;
+    // Trino: NULLs sort last whatever the direction (DataFusion: as the largest value).
+    o.sql_parser.default_null_ordering = "nulls_last".to_owned();
+    for (key, value) in env_overrides() {
+        // A value the option does not take is ignored, as a typo'd name is.
+        let _ = o.set(key, value);
+    }
     config
+}
+
+/// DataFusion options set in the environment (`DATAFUSION_EXECUTION_BATCH_SIZE=…`,
+/// DataFusion's own naming), read once: they override the session's choices,
+/// for measuring a knob without a rebuild.
+fn env_overrides() -> &'static [(String, String)] {
+    static OVERRIDES: std::sync::LazyLock<Vec<(String, String)>> = std::sync::LazyLock::new(|| {
+        ConfigOptions::new()
+            .entries()
+            .into_iter()
+            .filter_map(|e| {
+                let var = std::env::var(e.key.to_uppercase().replace('.', "_")).ok()?;
+                Some((e.key, var))
+            })
+            .collect()
+    });
+    &OVERRIDES
 }
 
 /// A context with DataFusion's defaults plus [`YieldingAmplifiers`],
@@ -68,6 +91,7 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
         .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins))
         .with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals))
+        .with_optimizer_rule(Arc::new(crate::top1::FirstRowPerKey))
         .build();
     // Registering a rewrite only adds it to the analyzer's list.
     let _ = state.register_function_rewrite(Arc::new(sediment_trino::calls::TrinoCalls));

@@ -241,6 +241,13 @@ impl Lake {
         self.store.list(Some(&p)).try_collect().await.map_err(|source| obj("list", prefix, source))
     }
 
+    /// Every object under `prefix` whose key sorts after `offset` (one LIST
+    /// starting after `offset`: on S3, `start-after`).
+    pub async fn list_after(&self, prefix: &str, offset: &str) -> Result<Vec<ObjectMeta>> {
+        let p = Path::from(prefix);
+        self.store.list_with_offset(Some(&p), &Path::from(offset)).try_collect().await.map_err(|source| obj("list", prefix, source))
+    }
+
     /// The immediate sub-prefixes of `prefix` (one LIST with a delimiter).
     pub async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let p = Path::from(prefix);

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::SessionState;
 use datafusion::execution::memory_pool::{FairSpillPool, MemoryConsumer};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -184,10 +185,18 @@ impl Observer for () {}
 pub struct QueryService {
     catalog: Arc<LakeCatalog>,
     settings: QuerySection,
-    runtime: Arc<RuntimeEnv>,
     slots: Arc<Semaphore>,
     prepared: std::sync::Mutex<std::collections::HashMap<String, Prepared>>,
     cpu: CpuRuntime,
+    base: SessionState,
+}
+
+fn databases(settings: &QuerySection) -> Vec<String> {
+    let mut d = vec!["default".to_owned()];
+    if settings.database != "default" {
+        d.push(settings.database.clone());
+    }
+    d
 }
 
 /// A prepared statement: its text (as `GetPreparedStatement` returns it)
@@ -213,7 +222,9 @@ impl QueryService {
             Err(_) => lake,
         };
         let cpu = CpuRuntime::new().map_err(|e| QueryError::system(format!("cannot start the query runtime: {e}")))?;
-        Ok(Arc::new(Self { catalog: LakeCatalog::new(lake, config), settings, runtime, slots, prepared: Default::default(), cpu }))
+        let catalog = LakeCatalog::new(lake, config);
+        let base = Self::base_session(&catalog, &runtime, &databases(&settings));
+        Ok(Arc::new(Self { catalog, settings, slots, prepared: Default::default(), cpu, base }))
     }
 
     /// Runs CPU-heavy work (rendering a large result) on the query runtime,
@@ -236,28 +247,30 @@ impl QueryService {
 
     /// Database names that resolve to the lake.
     pub fn databases(&self) -> Vec<String> {
-        let mut d = vec!["default".to_owned()];
-        if self.settings.database != "default" {
-            d.push(self.settings.database.clone());
-        }
-        d
+        databases(&self.settings)
     }
 
     /// A fresh session: lake catalog under `awsdatacatalog.default` and the
-    /// configured database name, Trino functions, shared memory pool.
+    /// configured database name, Trino functions, shared memory pool. A
+    /// copy of one state built at start: nothing a query does registers in
+    /// it, and building the function registry afresh cost every query.
     pub fn session(&self) -> SessionContext {
+        SessionContext::new_with_state(self.base.clone())
+    }
+
+    fn base_session(catalog: &Arc<LakeCatalog>, runtime: &Arc<RuntimeEnv>, databases: &[String]) -> SessionState {
         let opts = SessionOptions::default();
         let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
-        let ctx = context(config, Arc::clone(&self.runtime));
-        ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), self.catalog.lake().store());
-        let catalog = MemoryCatalogProvider::new();
-        for db in self.databases() {
+        let ctx = context(config, Arc::clone(runtime));
+        ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), catalog.lake().store());
+        let provider = MemoryCatalogProvider::new();
+        for db in databases {
             // MemoryCatalogProvider::register_schema only fails for duplicate names of other kinds.
-            let _ = catalog.register_schema(&db, self.catalog.schema_provider());
+            let _ = provider.register_schema(db, catalog.schema_provider());
         }
-        ctx.register_catalog(CATALOG, Arc::new(catalog));
+        ctx.register_catalog(CATALOG, Arc::new(provider));
         dialect::register(&ctx);
-        ctx
+        ctx.state()
     }
 
     /// Runs one statement to completion, and logs it (one line at target

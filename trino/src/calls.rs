@@ -99,6 +99,9 @@ impl FunctionRewrite for TrinoCalls {
                 }
             }
             Expr::Cast(Cast { expr: inner, field }) => match (field.data_type(), inner.get_type(schema)?) {
+                // In UTC the local time is the instant itself: a plain cast,
+                // which the Parquet scan can prune with and push filters through.
+                (DataType::Timestamp(_, None), DataType::Timestamp(_, Some(zone))) if is_utc(&zone) => Ok(Transformed::no(expr)),
                 (DataType::Timestamp(unit, None), DataType::Timestamp(_, Some(_))) => {
                     let local = datafusion::functions::datetime::to_local_time().call(vec![(**inner).clone()]);
                     Ok(Transformed::yes(cast(local, DataType::Timestamp(*unit, None))))
@@ -108,6 +111,11 @@ impl FunctionRewrite for TrinoCalls {
             _ => Ok(Transformed::no(expr)),
         }
     }
+}
+
+/// A zone name that is UTC itself (as the lake's timestamps carry it).
+fn is_utc(zone: &str) -> bool {
+    matches!(zone, "UTC" | "+00:00" | "Z" | "Etc/UTC")
 }
 
 fn call(f: &ScalarFunction, types: &[DataType]) -> Result<Transformed<Expr>> {
