@@ -1,6 +1,7 @@
 //! Trino's array and vector functions DataFusion lacks or answers
 //! differently: `slice`, `trim_array`, `cosine_similarity`, and the
-//! math functions `width_bucket`, `from_base`, `to_base`.
+//! math functions `width_bucket`, `from_base`, `to_base`; `combinations`,
+//! `ngrams`, `contains_sequence`, `array_histogram` and `zip`.
 
 use std::sync::Arc;
 
@@ -8,10 +9,11 @@ use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::compute::{cast, take};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::ScalarUDF;
 
-use super::udf::{any, one_of, ret_f64, ret_first, ret_i64, ret_utf8, udf};
+use super::maps::{build_map, map_type};
+use super::udf::{any, one_of, ret_bool, ret_f64, ret_first, ret_i64, ret_utf8, udf, variadic_any};
 
 pub(crate) fn functions() -> Vec<ScalarUDF> {
     vec![
@@ -21,6 +23,11 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("width_bucket", &[], one_of(&[2, 4]), ret_i64, width_bucket),
         udf("from_base", &[], any(2), ret_i64, from_base),
         udf("to_base", &[], any(2), ret_utf8, to_base),
+        udf("combinations", &[], any(2), ret_list_of_first, combinations),
+        udf("ngrams", &[], any(2), ret_list_of_first, ngrams),
+        udf("contains_sequence", &[], any(2), ret_bool, contains_sequence),
+        udf("array_histogram", &[], any(1), ret_histogram, array_histogram),
+        udf("zip", &[], variadic_any(), ret_zip, zip),
     ]
 }
 
@@ -272,4 +279,201 @@ fn to_base(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
         out.push(Some(digits.into_iter().rev().collect::<String>()));
     }
     Ok(Arc::new(StringArray::from(out)))
+}
+
+fn ret_list_of_first(t: &[DataType]) -> Result<DataType> {
+    Ok(DataType::new_list(t[0].clone(), true))
+}
+
+/// Per row, groups of element positions (relative to the row) → an array of
+/// arrays of those elements; NULL rows stay NULL.
+fn groups_of(l: &ListArray, groups: impl Fn(usize, usize) -> Result<Option<Vec<Vec<usize>>>>) -> Result<ArrayRef> {
+    let DataType::List(item) = l.data_type() else { return exec_err!("expected an array") };
+    let (mut idx, mut inner, mut outer, mut valid) = (vec![], vec![0i32], vec![0i32], vec![]);
+    for r in 0..l.len() {
+        let here = if l.is_valid(r) { groups(r, l.value_length(r) as usize)? } else { None };
+        let start = l.value_offsets()[r] as usize;
+        for g in here.iter().flatten() {
+            idx.extend(g.iter().map(|&i| (start + i) as u32));
+            inner.push(idx.len() as i32);
+        }
+        outer.push((inner.len() - 1) as i32);
+        valid.push(here.is_some());
+    }
+    let values = take(l.values().as_ref(), &UInt32Array::from(idx), None)?;
+    let lists = ListArray::try_new(Arc::clone(item), OffsetBuffer::new(inner.into()), values, None)?;
+    let field = Arc::new(arrow::datatypes::Field::new_list_field(lists.data_type().clone(), true));
+    Ok(Arc::new(ListArray::try_new(field, OffsetBuffer::new(outer.into()), Arc::new(lists), Some(NullBuffer::from(valid)))?))
+}
+
+/// `combinations(array, n)`: every n-element sub-group, in the order of the
+/// positions chosen (n at most 5, fewer than 100,000 groups).
+fn combinations(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let (l, n) = (list("combinations", &args[0])?, ints(&args[1])?);
+    groups_of(l, |r, len| {
+        if n.is_null(r) {
+            return Ok(None);
+        }
+        let k = n.value(r);
+        if k < 0 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: combination size must not be negative: {k}");
+        }
+        if k > 5 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: combination size must not exceed 5: {k}");
+        }
+        let k = k as usize;
+        if k > len {
+            return Ok(Some(vec![]));
+        }
+        let count = (0..k).fold(1u128, |c, i| c * (len - i) as u128 / (i + 1) as u128);
+        if count >= 100_000 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: combinations exceed max size");
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let mut pick: Vec<usize> = (0..k).collect();
+        loop {
+            out.push(pick.clone());
+            // The rightmost position that can still move right.
+            let Some(i) = (0..k).rev().find(|&i| pick[i] < len - k + i) else { break };
+            pick[i] += 1;
+            for j in i + 1..k {
+                pick[j] = pick[j - 1] + 1;
+            }
+        }
+        Ok(Some(out))
+    })
+}
+
+/// `ngrams(array, n)`: the runs of n adjacent elements (the whole array when
+/// it is shorter than n).
+fn ngrams(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let (l, n) = (list("ngrams", &args[0])?, ints(&args[1])?);
+    groups_of(l, |r, len| {
+        if n.is_null(r) {
+            return Ok(None);
+        }
+        let k = n.value(r);
+        if k <= 0 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: N must be positive");
+        }
+        let k = (k as usize).min(len);
+        if k == 0 {
+            return Ok(Some(vec![vec![]]));
+        }
+        Ok(Some((0..=len - k).map(|s| (s..s + k).collect()).collect()))
+    })
+}
+
+/// `contains_sequence(x, seq)`: `seq` appears in `x` as consecutive
+/// elements (NULL elements equal to each other).
+fn contains_sequence(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let (x, seq) = (list("contains_sequence", &args[0])?, list("contains_sequence", &args[1])?);
+    let mut out = Vec::with_capacity(x.len());
+    for r in 0..x.len() {
+        if x.is_null(r) || seq.is_null(r) {
+            out.push(None);
+            continue;
+        }
+        let (a, b) = (x.value(r), seq.value(r));
+        let b = if b.data_type() != a.data_type() { cast(&b, a.data_type())? } else { b };
+        let (na, nb) = (a.len(), b.len());
+        let mut found = nb == 0;
+        if !found && nb <= na {
+            'start: for start in 0..=na - nb {
+                for j in 0..nb {
+                    if ScalarValue::try_from_array(&a, start + j)? != ScalarValue::try_from_array(&b, j)? {
+                        continue 'start;
+                    }
+                }
+                found = true;
+                break;
+            }
+        }
+        out.push(Some(found));
+    }
+    Ok(Arc::new(arrow::array::BooleanArray::from(out)))
+}
+
+fn element_of(t: &DataType) -> DataType {
+    match t {
+        DataType::List(f) | DataType::LargeList(f) => f.data_type().clone(),
+        _ => DataType::Null,
+    }
+}
+
+fn ret_histogram(t: &[DataType]) -> Result<DataType> {
+    Ok(map_type(&element_of(&t[0]), &DataType::Int64))
+}
+
+/// `array_histogram(x)`: each distinct non-NULL element and how often it
+/// occurs, in the order first seen.
+fn array_histogram(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let l = list("array_histogram", &args[0])?;
+    let (mut keys, mut counts, mut offsets, mut valid) = (vec![], vec![], vec![0i32], vec![]);
+    for r in 0..l.len() {
+        if l.is_valid(r) {
+            let items = l.value(r);
+            let mut seen: Vec<(ScalarValue, i64)> = Vec::new();
+            for i in 0..items.len() {
+                if items.is_null(i) {
+                    continue;
+                }
+                let v = ScalarValue::try_from_array(&items, i)?;
+                match seen.iter_mut().find(|(k, _)| *k == v) {
+                    Some((_, c)) => *c += 1,
+                    None => seen.push((v, 1)),
+                }
+            }
+            for (k, c) in seen {
+                keys.push(k);
+                counts.push(c);
+            }
+        }
+        offsets.push(keys.len() as i32);
+        valid.push(l.is_valid(r));
+    }
+    let key_type = element_of(&types[0]);
+    let keys = if keys.is_empty() { arrow::array::new_empty_array(&key_type) } else { ScalarValue::iter_to_array(keys)? };
+    build_map(&ret_histogram(types)?, offsets, keys, Arc::new(Int64Array::from(counts)), Some(NullBuffer::from(valid)))
+}
+
+fn ret_zip(t: &[DataType]) -> Result<DataType> {
+    let fields: Vec<arrow::datatypes::Field> =
+        t.iter().enumerate().map(|(i, t)| arrow::datatypes::Field::new(format!("field{i}"), element_of(t), true)).collect();
+    Ok(DataType::new_list(DataType::Struct(fields.into()), true))
+}
+
+/// `zip(a1, a2, …)`: an array of rows, the i-th holding the i-th element of
+/// each array (NULL past the end of a shorter one).
+fn zip(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    if args.len() < 2 {
+        return plan_err!("zip takes at least two arrays");
+    }
+    let lists: Vec<&ListArray> = args.iter().map(|a| list("zip", a)).collect::<Result<_>>()?;
+    let DataType::List(row_field) = ret_zip(types)? else { return exec_err!("zip: unexpected type") };
+    let DataType::Struct(fields) = row_field.data_type() else { return exec_err!("zip: unexpected type") };
+    let rows = lists[0].len();
+    let mut offsets = vec![0i32];
+    let mut valid = vec![];
+    // Per input array, the positions (None: NULL filler) taken for each output row.
+    let mut picks: Vec<Vec<Option<u32>>> = vec![vec![]; lists.len()];
+    for r in 0..rows {
+        let null = lists.iter().any(|l| l.is_null(r));
+        let width = if null { 0 } else { lists.iter().map(|l| l.value_length(r) as usize).max().unwrap_or(0) };
+        for (k, l) in lists.iter().enumerate() {
+            let (start, len) = (l.value_offsets()[r] as usize, l.value_length(r) as usize);
+            picks[k].extend((0..width).map(|i| (i < len).then_some((start + i) as u32)));
+        }
+        offsets.push(offsets.last().copied().unwrap_or(0) + width as i32);
+        valid.push(!null);
+    }
+    let columns: Vec<ArrayRef> = lists
+        .iter()
+        .zip(&picks)
+        .map(|(l, p)| take(l.values().as_ref(), &UInt32Array::from(p.clone()), None))
+        .collect::<std::result::Result<_, _>>()?;
+    let n = picks[0].len();
+    let rows_array = arrow::array::StructArray::try_new(fields.clone(), columns, None)?;
+    debug_assert_eq!(rows_array.len(), n);
+    Ok(Arc::new(ListArray::try_new(row_field, OffsetBuffer::new(offsets.into()), Arc::new(rows_array), Some(NullBuffer::from(valid)))?))
 }

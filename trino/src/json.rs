@@ -1,11 +1,12 @@
 //! Trino's JSON functions over JSON text: `json_extract_scalar`,
 //! `json_extract`, `json_array_length`, `json_size`, `json_parse`,
-//! `json_format`, `is_json_scalar`. Paths are JSONPath strings like `'$.a.b[0]'`.
+//! `json_format`, `is_json_scalar`, `json_array_get`, `json_array_contains`.
+//! Paths are JSONPath strings like `'$.a.b[0]'`.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, BooleanBuilder, Int64Builder, StringArray, StringBuilder};
-use arrow::datatypes::DataType;
+use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, Int64Builder, StringArray, StringBuilder};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 use jiter::{Jiter, Peek};
@@ -168,6 +169,62 @@ fn array_length(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     Ok(Arc::new(b.finish()))
 }
 
+/// `json_array_get(json_array, index)`: the element at a 0-based index
+/// (negative from the end) as JSON text; NULL outside the array or when the
+/// text is not a JSON array.
+fn array_get(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let idx = arrow::compute::cast(&args[1], &DataType::Int64)?;
+    let idx = idx.as_primitive::<Int64Type>();
+    let mut row = 0;
+    let mut b = per_value(args, StringBuilder::new(), |b, v| {
+        let i = row;
+        row += 1;
+        let (Some(Value::Array(items)), true) = (v, idx.is_valid(i)) else { return b.append_null() };
+        let k = idx.value(i);
+        let pos = if k < 0 { items.len() as i64 + k } else { k };
+        match usize::try_from(pos).ok().and_then(|p| items.get(p)) {
+            Some(item) => b.append_value(item.to_string()),
+            None => b.append_null(),
+        }
+    })?;
+    Ok(Arc::new(b.finish()))
+}
+
+/// `json_array_contains(json, value)`: whether the JSON array holds `value`
+/// as a JSON value of the same kind (a number equal to a bigint or double, a
+/// string equal to a varchar, a boolean).
+fn array_contains(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    let wanted = &args[1];
+    let mut row = 0;
+    let mut b = per_value(args, BooleanBuilder::new(), |b, v| {
+        let i = row;
+        row += 1;
+        let (Some(Value::Array(items)), true) = (v, wanted.is_valid(i)) else { return b.append_null() };
+        let hit = |item: &Value| -> bool {
+            match &types[1] {
+                DataType::Boolean => item.as_bool() == Some(wanted.as_boolean().value(i)),
+                t if t.is_integer() => {
+                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Int64).ok();
+                    let want = want.as_ref().map(|w| w.as_primitive::<Int64Type>().value(0));
+                    item.as_i64().is_some() && item.as_i64() == want
+                }
+                t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => {
+                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Float64).ok();
+                    let want = want.as_ref().map(|w| w.as_primitive::<Float64Type>().value(0));
+                    item.is_number() && item.as_f64() == want
+                }
+                _ => {
+                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Utf8).ok();
+                    let want = want.as_ref().map(|w| w.as_string::<i32>().value(0).to_owned());
+                    item.as_str().map(str::to_owned) == want
+                }
+            }
+        };
+        b.append_value(items.iter().any(hit));
+    })?;
+    Ok(Arc::new(b.finish()))
+}
+
 fn is_scalar(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     let mut b = per_value(args, BooleanBuilder::new(), |b, v| match v {
         Some(Value::Array(_) | Value::Object(_)) => b.append_value(false),
@@ -210,5 +267,7 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("is_json_scalar", &[], any(1), ret_bool, is_scalar),
         udf("json_parse", &[], any(1), ret_utf8, parse),
         udf("json_format", &[], any(1), ret_utf8, format),
+        udf("json_array_get", &[], any(2), ret_utf8, array_get),
+        udf("json_array_contains", &[], any(2), ret_bool, array_contains),
     ]
 }

@@ -14,17 +14,22 @@
 
 mod arrays;
 mod binary;
+mod bitwise;
 pub mod calls;
 mod datetime;
 pub mod decimal;
+mod hashes;
+mod joda;
 mod json;
 mod lambdas;
 pub mod limits;
 mod maps;
 mod misc;
+mod stats;
 mod strings;
 pub mod types;
 mod udf;
+mod units;
 
 use std::any::TypeId;
 use std::ops::ControlFlow;
@@ -412,10 +417,14 @@ pub fn register(ctx: &SessionContext) {
         .chain(misc::functions())
         .chain(maps::functions())
         .chain(arrays::functions())
+        .chain(bitwise::functions())
+        .chain(stats::functions())
+        .chain(joda::functions())
+        .chain(units::functions())
     {
         ctx.register_udf(f);
     }
-    for f in maps::aggregates() {
+    for f in maps::aggregates().into_iter().chain(bitwise::aggregates()).chain(stats::aggregates()) {
         ctx.register_udaf(f);
     }
     lambdas::register(ctx, Arc::clone(&ctx.runtime_env().memory_pool));
@@ -526,9 +535,7 @@ fn check_number(text: &str) -> Result<(), String> {
 
 /// Trino functions with a DataFusion namesake that answers differently, or
 /// that no registry has under another name: refused by name.
-/// (`to_char`/`to_date`/`to_timestamp` take Teradata formats in Trino, chrono
-/// ones in DataFusion.)
-pub const UNSUPPORTED: &[&str] = &["reduce_agg", "to_char", "to_date", "to_timestamp", "current_user"];
+pub const UNSUPPORTED: &[&str] = &["reduce_agg", "current_user"];
 
 /// Trino functions the rewriter turns into DataFusion forms (beside those
 /// registered under their Trino names).
@@ -569,6 +576,7 @@ pub const REWRITTEN: &[&str] = &[
     "at_timezone",
     "with_timezone",
     "listagg",
+    "array_last",
 ];
 
 struct Rewriter {
@@ -840,6 +848,8 @@ impl Rewriter {
             }
             // Trino: the first element, NULL for an empty array.
             "array_first" if a.len() == 1 => Some(call("array_element", vec![a[0].clone(), Expr::value(Value::Number("1".into(), false))])),
+            // The last element (`array_element` counts negative indices from the end).
+            "array_last" if a.len() == 1 => Some(call("array_element", vec![a[0].clone(), Expr::value(Value::Number("-1".into(), false))])),
             "array_sort" if a.len() == 2 => return Err("NOT_SUPPORTED: array_sort with a comparator is not supported".into()),
             "current_timezone" if a.is_empty() => Some(Expr::value(Value::SingleQuotedString("UTC".into()))),
             "at_timezone" => match a.as_slice() {

@@ -5,14 +5,16 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, ListBuilder, StringArray, StringBuilder};
+use arrow::array::{Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder};
+use arrow::buffer::NullBuffer;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 use regex::Regex;
 
 use super::json::strings;
-use super::udf::{any, ret_utf8, ret_utf8_list, udf, variadic_any};
+use super::maps::{build_map, map_type};
+use super::udf::{any, ret_bool, ret_i64, ret_utf8, ret_utf8_list, udf, variadic_any};
 
 fn ints(a: &ArrayRef) -> Result<Int64Array> {
     let c = arrow::compute::cast(a, &DataType::Int64)?;
@@ -319,5 +321,215 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("regexp_split", &[], any(2), ret_utf8_list, regexp_split),
         udf("split", &[], variadic_any(), ret_utf8_list, split),
         udf("format", &[], variadic_any(), ret_utf8, format),
+        udf("codepoint", &[], any(1), |_| Ok(DataType::Int32), codepoint),
+        udf("hamming_distance", &[], any(2), ret_i64, hamming_distance),
+        udf("luhn_check", &[], any(1), ret_bool, luhn_check),
+        udf("soundex", &[], any(1), ret_utf8, soundex),
+        udf("regexp_position", &[], variadic_any(), |_| Ok(DataType::Int32), regexp_position),
+        udf("split_to_map", &[], any(3), |_| Ok(map_type(&DataType::Utf8, &DataType::Utf8)), |a, _| split_to_map(a, false)),
+        udf(
+            "split_to_multimap",
+            &[],
+            any(3),
+            |_| Ok(map_type(&DataType::Utf8, &DataType::new_list(DataType::Utf8, true))),
+            |a, _| split_to_map(a, true),
+        ),
     ]
+}
+
+/// `f` over the non-NULL rows of one string argument.
+fn each_string<T>(a: &ArrayRef, f: impl Fn(&str) -> Result<T>) -> Result<Vec<Option<T>>> {
+    strings(a)?.iter().map(|v| v.map(&f).transpose()).collect()
+}
+
+fn codepoint(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let out = each_string(&args[0], |v| {
+        let mut chars = v.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c as i32),
+            _ => exec_err!("INVALID_FUNCTION_ARGUMENT: Input string must be a single character string"),
+        }
+    })?;
+    Ok(Arc::new(Int32Array::from(out)))
+}
+
+fn hamming_distance(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let (a, b) = (strings(&args[0])?, strings(&args[1])?);
+    let mut out = Vec::with_capacity(a.len());
+    for i in 0..a.len() {
+        if a.is_null(i) || b.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let (x, y): (Vec<char>, Vec<char>) = (a.value(i).chars().collect(), b.value(i).chars().collect());
+        if x.len() != y.len() {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: The input strings to hamming_distance function must have the same length");
+        }
+        out.push(Some(x.iter().zip(&y).filter(|(p, q)| p != q).count() as i64));
+    }
+    Ok(Arc::new(Int64Array::from(out)))
+}
+
+/// The Luhn (mod 10) checksum holds; anything but digits fails it.
+fn luhn_check(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let out = each_string(&args[0], |v| {
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(false);
+        }
+        let sum: u32 = v
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(k, b)| {
+                let d = u32::from(b - b'0');
+                if k % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            })
+            .sum();
+        Ok(sum.is_multiple_of(10))
+    })?;
+    Ok(Arc::new(BooleanArray::from(out)))
+}
+
+/// American Soundex: the first letter, then the codes of the consonants
+/// that follow, a code repeated across `H` or `W` written once, padded with
+/// zeros to four; non-letters are skipped ('' when there is no letter).
+fn soundex(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    fn code(c: char) -> char {
+        match c {
+            'B' | 'F' | 'P' | 'V' => '1',
+            'C' | 'G' | 'J' | 'K' | 'Q' | 'S' | 'X' | 'Z' => '2',
+            'D' | 'T' => '3',
+            'L' => '4',
+            'M' | 'N' => '5',
+            'R' => '6',
+            _ => '0',
+        }
+    }
+    let out = each_string(&args[0], |v| {
+        let mut letters = v.chars().filter(char::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase());
+        let Some(first) = letters.next() else { return Ok(String::new()) };
+        let (mut out, mut last) = (first.to_string(), code(first));
+        for c in letters {
+            if out.len() == 4 {
+                break;
+            }
+            if c == 'H' || c == 'W' {
+                continue;
+            }
+            let k = code(c);
+            if k != '0' && k != last {
+                out.push(k);
+            }
+            last = k;
+        }
+        while out.len() < 4 {
+            out.push('0');
+        }
+        Ok(out)
+    })?;
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+/// `regexp_position(string, pattern [, start [, occurrence]])`: the 1-based
+/// character position of the `occurrence`-th match at or after `start`, or -1.
+fn regexp_position(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    if !(2..=4).contains(&args.len()) {
+        return exec_err!("regexp_position takes 2 to 4 arguments, got {}", args.len());
+    }
+    let (s, p) = (strings(&args[0])?, strings(&args[1])?);
+    let start = args.get(2).map(ints).transpose()?;
+    let occurrence = args.get(3).map(ints).transpose()?;
+    let mut pats = Patterns(None);
+    let mut out = Vec::with_capacity(s.len());
+    for i in 0..s.len() {
+        let nth = |a: &Option<Int64Array>| a.as_ref().map(|a| a.is_valid(i).then(|| a.value(i))).unwrap_or(Some(1));
+        let (Some(from), Some(occ)) = (nth(&start), nth(&occurrence)) else {
+            out.push(None);
+            continue;
+        };
+        if s.is_null(i) || p.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        if from < 1 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: start position cannot be smaller than 1");
+        }
+        if occ < 1 {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: occurrence cannot be smaller than 1");
+        }
+        let text = s.value(i);
+        let re = pats.get(p.value(i))?;
+        // The byte offset of character `from`; past the end finds nothing.
+        let Some(byte) = text.char_indices().map(|(b, _)| b).chain([text.len()]).nth((from - 1) as usize) else {
+            out.push(Some(-1));
+            continue;
+        };
+        let found = re.find_iter(&text[byte..]).nth((occ - 1) as usize);
+        out.push(Some(match found {
+            Some(m) => (text[..byte + m.start()].chars().count() + 1) as i32,
+            None => -1,
+        }));
+    }
+    Ok(Arc::new(Int32Array::from(out)))
+}
+
+/// `split_to_map` / `split_to_multimap`: entries split on the first
+/// delimiter, each into exactly one key and value on the second.
+fn split_to_map(args: &[ArrayRef], multi: bool) -> Result<ArrayRef> {
+    let (s, entry, kv) = (strings(&args[0])?, strings(&args[1])?, strings(&args[2])?);
+    let (mut keys, mut values, mut offsets, mut valid) = (StringBuilder::new(), Vec::<Vec<String>>::new(), vec![0i32], vec![]);
+    let mut total = 0usize;
+    for i in 0..s.len() {
+        if s.is_null(i) || entry.is_null(i) || kv.is_null(i) {
+            offsets.push(total as i32);
+            valid.push(false);
+            continue;
+        }
+        let (text, ed, kd) = (s.value(i), entry.value(i), kv.value(i));
+        if ed.is_empty() {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: entryDelimiter is empty");
+        }
+        if kd.is_empty() {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: keyValueDelimiter is empty");
+        }
+        if ed == kd {
+            return exec_err!("INVALID_FUNCTION_ARGUMENT: entryDelimiter and keyValueDelimiter must not be the same");
+        }
+        let mut row: Vec<(String, Vec<String>)> = Vec::new();
+        let entries: Vec<&str> = text.split(ed).collect();
+        // A trailing delimiter ends the text; it does not start an empty entry.
+        let n = if entries.last().is_some_and(|e| e.is_empty()) { entries.len() - 1 } else { entries.len() };
+        for e in &entries[..n] {
+            let parts: Vec<&str> = e.split(kd).collect();
+            if parts.len() != 2 {
+                return exec_err!(
+                    "INVALID_FUNCTION_ARGUMENT: Key-value delimiter must appear exactly once in each entry. Bad input: '{text}'"
+                );
+            }
+            match row.iter_mut().find(|(k, _)| k == parts[0]) {
+                Some(_) if !multi => return exec_err!("INVALID_FUNCTION_ARGUMENT: Duplicate keys ({}) are not allowed", parts[0]),
+                Some((_, vs)) => vs.push(parts[1].to_owned()),
+                None => row.push((parts[0].to_owned(), vec![parts[1].to_owned()])),
+            }
+        }
+        total += row.len();
+        offsets.push(total as i32);
+        valid.push(true);
+        for (k, vs) in row {
+            keys.append_value(k);
+            values.push(vs);
+        }
+    }
+    let value_array: ArrayRef = if multi {
+        let mut b = ListBuilder::new(StringBuilder::new());
+        for vs in &values {
+            vs.iter().for_each(|v| b.values().append_value(v));
+            b.append(true);
+        }
+        Arc::new(b.finish())
+    } else {
+        Arc::new(StringArray::from_iter_values(values.iter().map(|vs| vs[0].as_str())))
+    };
+    let value_type = if multi { DataType::new_list(DataType::Utf8, true) } else { DataType::Utf8 };
+    build_map(&map_type(&DataType::Utf8, &value_type), offsets, Arc::new(keys.finish()), value_array, Some(NullBuffer::from(valid)))
 }

@@ -166,17 +166,26 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
     match a.data_type() {
         DataType::Timestamp(unit, tz) => {
             let p = precision(unit) as usize;
-            let micros = arrow::compute::cast(a, &DataType::Timestamp(TimeUnit::Microsecond, tz.clone()))
+            // Nanoseconds since the epoch (i64 spans 1677–2262); coarser
+            // units through microseconds, which span any date.
+            let nanos = *unit == TimeUnit::Nanosecond;
+            let target = DataType::Timestamp(if nanos { TimeUnit::Nanosecond } else { TimeUnit::Microsecond }, tz.clone());
+            let instants = arrow::compute::cast(a, &target)
+                .and_then(|t| arrow::compute::cast(&t, &DataType::Int64))
                 .ok()
-                .and_then(|m| m.as_any().downcast_ref::<arrow::array::TimestampMicrosecondArray>().cloned());
-            let Some(m) = micros else { return vec![None; n] };
+                .and_then(|i| i.as_any().downcast_ref::<arrow::array::Int64Array>().cloned());
+            let Some(m) = instants else { return vec![None; n] };
             let zone: Option<Zone> = tz.as_deref().and_then(|z| zone(z).ok());
             (0..n)
                 .map(|i| {
                     if m.is_null(i) {
                         return None;
                     }
-                    let t = chrono::DateTime::from_timestamp_micros(m.value(i))?;
+                    let t = if nanos {
+                        chrono::DateTime::from_timestamp_nanos(m.value(i))
+                    } else {
+                        chrono::DateTime::from_timestamp_micros(m.value(i))?
+                    };
                     let (wall, suffix) = match (&zone, tz.as_deref()) {
                         (Some(z), Some(name)) => (z.local(t), format!(" {name}")),
                         (None, Some(name)) => (t.naive_utc(), format!(" {name}")),
