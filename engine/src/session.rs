@@ -82,7 +82,7 @@ fn env_overrides() -> &'static [(String, String)] {
 
 /// A context with DataFusion's defaults plus [`YieldingAmplifiers`],
 /// [`crate::nested_loop::NestedLoopJoins`] and the dialect's decimal types
-/// and call rewrites.
+/// and call rewrites, and Trino's checked integer arithmetic.
 pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
     let mut state = SessionStateBuilder::new()
         .with_config(config)
@@ -91,6 +91,7 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
         .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins))
         .with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals))
+        .with_analyzer_rule(Arc::new(sediment_trino::overflow::CheckedIntegers))
         .with_optimizer_rule(Arc::new(crate::top1::FirstRowPerKey))
         .build();
     // Registering a rewrite only adds it to the analyzer's list.

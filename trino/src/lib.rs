@@ -25,6 +25,7 @@ mod lambdas;
 pub mod limits;
 mod maps;
 mod misc;
+pub mod overflow;
 mod stats;
 mod strings;
 pub mod types;
@@ -185,7 +186,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect();
     Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(array_type_brackets(parenthesize_values(tokens)))
+        .with_tokens_with_locations(trim_side_alone(array_type_brackets(parenthesize_values(tokens))))
         .parse_statements()
         .map_err(|e| match e {
             _ if dialect.exhausted() => {
@@ -327,6 +328,33 @@ fn array_type_brackets(mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> 
     tokens
 }
 
+/// Trino accepts `trim(LEADING FROM s)` (a side without characters: spaces);
+/// sqlparser needs the characters, so `' '` is put in.
+fn trim_side_alone(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+    use sqlparser::keywords::Keyword;
+    let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let keyword = |i: usize, k: Keyword| matches!(&tokens[i].token, Token::Word(w) if w.keyword == k);
+    let mut insert_after = std::collections::HashSet::new();
+    for w in significant.windows(4) {
+        let side = keyword(w[2], Keyword::LEADING) || keyword(w[2], Keyword::TRAILING) || keyword(w[2], Keyword::BOTH);
+        if keyword(w[0], Keyword::TRIM) && tokens[w[1]].token == Token::LParen && side && keyword(w[3], Keyword::FROM) {
+            insert_after.insert(w[2]);
+        }
+    }
+    if insert_after.is_empty() {
+        return tokens;
+    }
+    let mut out = Vec::with_capacity(tokens.len() + 2 * insert_after.len());
+    for (i, t) in tokens.into_iter().enumerate() {
+        out.push(t);
+        if insert_after.contains(&i) {
+            out.push(sqlparser::tokenizer::TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)));
+            out.push(sqlparser::tokenizer::TokenWithSpan::wrap(Token::SingleQuotedString(" ".into())));
+        }
+    }
+    out
+}
+
 /// Trino accepts `VALUES 1, 2, 3` (one-column rows without parentheses);
 /// sqlparser needs `VALUES (1), (2), (3)`.
 fn parenthesize_values(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
@@ -421,6 +449,7 @@ pub fn register(ctx: &SessionContext) {
         .chain(stats::functions())
         .chain(joda::functions())
         .chain(units::functions())
+        .chain(overflow::functions())
     {
         ctx.register_udf(f);
     }
@@ -908,6 +937,19 @@ impl Rewriter {
 
 impl VisitorMut for Rewriter {
     type Break = String;
+
+    /// `-9223372036854775808` is bigint's least value in Trino: one
+    /// negative literal, not the negation of a literal beyond bigint.
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        if let Expr::UnaryOp { op: sqlparser::ast::UnaryOperator::Minus, expr: inner } = expr
+            && let Expr::Value(v) = inner.as_ref()
+            && let Value::Number(text, long) = &v.value
+            && text == "9223372036854775808"
+        {
+            *expr = Expr::value(Value::Number(format!("-{text}"), *long));
+        }
+        ControlFlow::Continue(())
+    }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
         let replacement = match expr {
