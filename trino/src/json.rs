@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanBuilder, Int64Builder, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::common::{Result, exec_err};
+use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 use jiter::{Jiter, Peek};
 use sediment_lake::jsonpath::{JsonPath, Step};
@@ -269,5 +269,107 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("json_format", &[], any(1), ret_utf8, format),
         udf("json_array_get", &[], any(2), ret_utf8, array_get),
         udf("json_array_contains", &[], any(2), ret_bool, array_contains),
+        udf("__to_json", &[], any(1), ret_utf8, to_json),
+        udf("__json_to", &[], any(2), ret_second, |a, t| json_to(a, t, false)),
+        udf("__try_json_to", &[], any(2), ret_second, |a, t| json_to(a, t, true)),
     ]
+}
+
+fn ret_second(t: &[DataType]) -> Result<DataType> {
+    Ok(t.get(1).cloned().unwrap_or(DataType::Null))
+}
+
+/// A SQL value as a JSON value (Trino's `CAST(x AS JSON)`): strings become
+/// JSON strings, arrays arrays, maps objects, rows arrays of their fields.
+fn scalar_to_json(v: &ScalarValue) -> Result<Value> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let items =
+        |a: &ArrayRef| -> Result<Vec<Value>> { (0..a.len()).map(|i| scalar_to_json(&ScalarValue::try_from_array(a, i)?)).collect() };
+    Ok(match v {
+        ScalarValue::Boolean(Some(b)) => Value::Bool(*b),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Value::String(s.clone()),
+        ScalarValue::Float32(Some(x)) => json_number(f64::from(*x))?,
+        ScalarValue::Float64(Some(x)) => json_number(*x)?,
+        ScalarValue::List(l) => Value::Array(items(&l.value(0))?),
+        ScalarValue::LargeList(l) => Value::Array(items(&l.value(0))?),
+        ScalarValue::Struct(s) => Value::Array(s.columns().iter().map(items).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect()),
+        ScalarValue::Map(m) => {
+            let entries = m.value(0);
+            let (keys, values) = (crate::types::render_column(entries.column(0)), items(entries.column(1))?);
+            Value::Object(keys.into_iter().zip(values).map(|(k, v)| (k.unwrap_or_default(), v)).collect())
+        }
+        v if v.data_type().is_numeric() => {
+            let text = v.to_string();
+            serde_json::from_str::<Value>(&text)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(format!("{text} as JSON: {e}")))?
+        }
+        // Dates and times as their text, as Trino casts them.
+        v => Value::String(crate::types::render_column(&v.to_array()?).pop().flatten().unwrap_or_default()),
+    })
+}
+
+fn json_number(x: f64) -> Result<Value> {
+    match serde_json::Number::from_f64(x) {
+        Some(n) => Ok(Value::Number(n)),
+        None => exec_err!("INVALID_CAST_ARGUMENT: Cannot cast {x} to JSON"),
+    }
+}
+
+fn to_json(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let mut b = StringBuilder::new();
+    for i in 0..args[0].len() {
+        // A NULL (of any type, a NullArray's too) is NULL, not JSON null.
+        let v = ScalarValue::try_from_array(&args[0], i)?;
+        if v.is_null() {
+            b.append_null();
+            continue;
+        }
+        b.append_value(scalar_to_json(&v)?.to_string());
+    }
+    Ok(Arc::new(b.finish()))
+}
+
+/// Trino's cast of a JSON value to a scalar type: JSON null is NULL; a
+/// string is its text (read as a number or boolean for those types); a
+/// number or boolean converted; an array or object is an error (NULL under
+/// `TRY_CAST`).
+fn json_to(args: &[ArrayRef], types: &[DataType], lenient: bool) -> Result<ArrayRef> {
+    let target = &types[1];
+    let json = strings(&args[0])?;
+    let mut values: Vec<ScalarValue> = Vec::with_capacity(json.len());
+    for i in 0..json.len() {
+        let v = if json.is_null(i) { Value::Null } else { serde_json::from_str(json.value(i)).unwrap_or(Value::Null) };
+        let text = match &v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) if target.is_numeric() => Some(if *b { "1" } else { "0" }.to_owned()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) if target.is_integer() => match n.as_i64() {
+                Some(k) => Some(k.to_string()),
+                // Trino rounds a fractional number cast to an integer type.
+                None => n.as_f64().map(|f| format!("{}", f.round())),
+            },
+            Value::Number(n) if *target == DataType::Boolean => Some((n.as_f64() != Some(0.0)).to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Array(_) | Value::Object(_) if lenient => None,
+            Value::Array(_) | Value::Object(_) => {
+                return exec_err!("INVALID_CAST_ARGUMENT: Cannot cast '{}' to {}", v, crate::types::trino_type(target));
+            }
+        };
+        let value = match text {
+            None => ScalarValue::try_from(target)?,
+            Some(t) => match ScalarValue::Utf8(Some(t.clone())).cast_to(target) {
+                Ok(x) if !x.is_null() => x,
+                _ if lenient => ScalarValue::try_from(target)?,
+                _ => return exec_err!("INVALID_CAST_ARGUMENT: Cannot cast '{t}' to {}", crate::types::trino_type(target)),
+            },
+        };
+        values.push(value);
+    }
+    if values.is_empty() {
+        return Ok(arrow::array::new_empty_array(target));
+    }
+    ScalarValue::iter_to_array(values)
 }

@@ -636,6 +636,21 @@ fn rename(f: &mut Function, to: &str) {
     f.name = sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(to)]);
 }
 
+/// Whether an expression is of Trino's JSON type: a JSON literal or cast
+/// (as rewritten), or a function that returns JSON.
+fn is_json_valued(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_json_valued(inner),
+        Expr::Function(f) => matches!(fn_name(f).as_str(), "json_parse" | "__to_json" | "json_extract" | "json_array_get"),
+        _ => false,
+    }
+}
+
+/// The scalar types a JSON value casts to besides varchar and the integers.
+fn is_json_scalar_target(t: &SqlType) -> bool {
+    matches!(t, SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Real | SqlType::Float(_) | SqlType::Boolean | SqlType::Bool)
+}
+
 fn call(name: &str, args: Vec<Expr>) -> Expr {
     let list = args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect();
     Expr::Function(Function {
@@ -1060,6 +1075,31 @@ impl VisitorMut for Rewriter {
                     _ => None,
                 };
                 f.map(|f| call(f, vec![(**inner).clone()]))
+            }
+            // JSON is text here: a JSON literal is its text, parsed (so checked).
+            Expr::TypedString(ts) if matches!(ts.data_type, SqlType::JSON) => Some(call("json_parse", vec![Expr::Value(ts.value.clone())])),
+            Expr::Cast { kind, expr: inner, data_type, .. }
+                if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) && matches!(data_type, SqlType::JSON) =>
+            {
+                // A value as JSON (a varchar becomes a JSON string); JSON stays as it is.
+                if is_json_valued(inner) { Some((**inner).clone()) } else { Some(call("__to_json", vec![(**inner).clone()])) }
+            }
+            Expr::Cast { kind, expr: inner, data_type, .. }
+                if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast)
+                    && is_json_valued(inner)
+                    && (is_varchar_type(data_type) || is_integer_type(data_type) || is_json_scalar_target(data_type)) =>
+            {
+                // JSON to a scalar: a JSON string's text (not its quoted form),
+                // a number or boolean converted, JSON null as NULL.
+                let typed_null = Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(Expr::value(Value::Null)),
+                    data_type: data_type.clone(),
+                    format: None,
+                    array: false,
+                };
+                let name = if matches!(kind, CastKind::TryCast) { "__try_json_to" } else { "__json_to" };
+                Some(call(name, vec![(**inner).clone(), typed_null]))
             }
             Expr::Cast { kind, expr: inner, data_type, .. }
                 if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) =>
