@@ -28,6 +28,7 @@ mod misc;
 pub mod overflow;
 mod stats;
 mod strings;
+mod subqueries;
 pub mod types;
 mod udf;
 mod units;
@@ -469,6 +470,7 @@ pub fn parse_params(params: &[String]) -> Result<Vec<Expr>> {
 /// Rewrites a parsed statement into DataFusion's forms, putting `params`
 /// in place of the `?`s in order.
 pub fn rewrite(stmt: &mut Statement, params: Vec<Expr>) -> Result<()> {
+    subqueries::rewrite(stmt);
     let mut r = Rewriter { params: 0, values: params };
     if let ControlFlow::Break(e) = stmt.visit(&mut r) {
         return Err(DataFusionError::Plan(e));
