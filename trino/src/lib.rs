@@ -503,15 +503,10 @@ pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> 
     state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
 }
 
-/// A `[…]` subscript whose index is not a literal.
-fn computed_subscript(access: &sqlparser::ast::AccessExpr) -> bool {
-    use sqlparser::ast::{AccessExpr, Subscript, UnaryOperator};
-    let literal = |e: &Expr| match e {
-        Expr::Value(_) => true,
-        Expr::UnaryOp { op: UnaryOperator::Minus, expr } => matches!(**expr, Expr::Value(_)),
-        _ => false,
-    };
-    matches!(access, AccessExpr::Subscript(Subscript::Index { index }) if !literal(index))
+/// A `[…]` subscript (not a slice, not a `.field`).
+fn is_index(access: &sqlparser::ast::AccessExpr) -> bool {
+    use sqlparser::ast::{AccessExpr, Subscript};
+    matches!(access, AccessExpr::Subscript(Subscript::Index { .. }))
 }
 
 /// `arrow_cast(e, 'Timestamp(unit, "zone")')`: a wall-clock timestamp read
@@ -976,7 +971,9 @@ impl VisitorMut for Rewriter {
             },
             // `m[k]` with a key computed per row: DataFusion's subscript wants
             // a constant key; `element_at` looks up any key (and any index).
-            Expr::CompoundFieldAccess { root, access_chain } if access_chain.iter().any(computed_subscript) => {
+            // `x[i]`: Trino's subscript, which fails outside the array or for
+            // a key not in the map (DataFusion's answers NULL).
+            Expr::CompoundFieldAccess { root, access_chain } if access_chain.iter().any(is_index) => {
                 use sqlparser::ast::{AccessExpr, Subscript};
                 let mut e = (**root).clone();
                 let mut pending: Vec<AccessExpr> = vec![];
@@ -989,8 +986,8 @@ impl VisitorMut for Rewriter {
                 };
                 for access in access_chain.iter() {
                     match access {
-                        AccessExpr::Subscript(Subscript::Index { index }) if computed_subscript(access) => {
-                            e = call("element_at", vec![flush(e, &mut pending), index.clone()]);
+                        AccessExpr::Subscript(Subscript::Index { index }) => {
+                            e = call("__subscript", vec![flush(e, &mut pending), index.clone()]);
                         }
                         other => pending.push(other.clone()),
                     }

@@ -77,6 +77,16 @@ fn ret_element(t: &[DataType]) -> Result<DataType> {
 /// `element_at(array, i)` (1-based, negative from the end, NULL outside) and
 /// `element_at(map, key)` (NULL when absent).
 fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    lookup(args, types, false)
+}
+
+/// The subscript operator `x[i]`: as `element_at`, but an index outside the
+/// array or a key not in the map is an error, as in Trino.
+fn subscript(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+    lookup(args, types, true)
+}
+
+fn lookup(args: &[ArrayRef], types: &[DataType], strict: bool) -> Result<ArrayRef> {
     let out_type = element_type(&types[0]);
     let n = args[0].len();
     let mut values: Vec<ScalarValue> = Vec::with_capacity(n);
@@ -96,6 +106,15 @@ fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
                 if k == 0 {
                     return exec_err!("SQL array indices start at 1");
                 }
+                if strict && k < 0 {
+                    return exec_err!("INVALID_FUNCTION_ARGUMENT: Array subscript is negative: {k}");
+                }
+                if strict && k > items.len() as i64 {
+                    return exec_err!(
+                        "INVALID_FUNCTION_ARGUMENT: Array subscript must be less than or equal to array length: {k} > {}",
+                        items.len()
+                    );
+                }
                 let pos = if k > 0 { k - 1 } else { items.len() as i64 + k };
                 if pos < 0 || pos >= items.len() as i64 {
                     values.push(ScalarValue::try_from(&out_type)?);
@@ -112,12 +131,17 @@ fn element_at(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
                 let mut found = ScalarValue::try_from(&out_type)?;
                 if !m.is_null(i) && !key.is_null() {
                     let entries = m.value(i);
+                    let mut present = false;
                     for j in 0..entries.len() {
                         let k = ScalarValue::try_from_array(entries.column(0), j)?;
                         let k = k.cast_to(&key.data_type()).unwrap_or(k);
                         if k == key {
                             found = ScalarValue::try_from_array(entries.column(1), j)?;
+                            present = true;
                         }
+                    }
+                    if strict && !present {
+                        return exec_err!("INVALID_FUNCTION_ARGUMENT: Key not present in map: {key}");
                     }
                 }
                 values.push(found);
@@ -239,5 +263,6 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("__round_for_int", &[], any(1), ret_first, round_for_int),
         udf("__to_varchar", &[], any(1), ret_utf8, to_varchar),
         udf("element_at", &[], any(2), ret_element, element_at),
+        udf("__subscript", &[], any(2), ret_element, subscript),
     ]
 }
