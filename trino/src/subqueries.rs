@@ -1,5 +1,6 @@
 //! Subquery predicates in a select list: `x IN (SELECT …)`, `x = ANY (…)`,
-//! `x <> ALL (…)` and `EXISTS (…)` as columns (`SELECT id, EXISTS (SELECT 1
+//! `x <> ALL (…)`, `x > ALL (…)` and the other quantified comparisons, and
+//! `EXISTS (…)` as columns (`SELECT id, EXISTS (SELECT 1
 //! FROM payments p WHERE p.order_id = o.id) AS paid FROM orders o`).
 //!
 //! DataFusion plans these predicates only in `WHERE`, as joins; in a select
@@ -14,6 +15,9 @@
 //!   three-valued answer (NULL when nothing matches and x or an element is
 //!   NULL), and x stays outside the subquery, where its names mean what the
 //!   query meant. `NOT IN` is its negation.
+//!
+//! - `x > ALL (q)`, `x <= ANY (q)`, …: a CASE over the subquery's row count,
+//!   its non-NULL count and its greatest or least value.
 //!
 //! Predicates in `WHERE` and `HAVING` are left to DataFusion's joins.
 
@@ -105,8 +109,59 @@ fn replacement(e: &Expr) -> Option<Expr> {
             Expr::Subquery(q) => Some(membership(left, q, true)),
             _ => None,
         },
+        Expr::AnyOp { left, compare_op, right, .. } => match right.as_ref() {
+            Expr::Subquery(q) => ordered(left, compare_op, q, false),
+            _ => None,
+        },
+        Expr::AllOp { left, compare_op, right } => match right.as_ref() {
+            Expr::Subquery(q) => ordered(left, compare_op, q, true),
+            _ => None,
+        },
         _ => None,
     }
+}
+
+/// `x < ALL (q)`, `x >= ANY (q)`, …: against the subquery's least or
+/// greatest value, with the quantifiers' answers for an empty subquery
+/// (ALL true, ANY false) and for NULLs (unknown unless decided without them).
+fn ordered(x: &Expr, op: &BinaryOperator, q: &Query, all: bool) -> Option<Expr> {
+    let greater = match op {
+        BinaryOperator::Gt | BinaryOperator::GtEq => true,
+        BinaryOperator::Lt | BinaryOperator::LtEq => false,
+        _ => return None,
+    };
+    // ALL compares with the extreme on the far side, ANY with the near one.
+    let extreme = if greater == all { "max" } else { "min" };
+    let scalar = |agg: Expr| Expr::Subquery(Box::new(over_column(q, agg)));
+    let rows = scalar(super::call("count", vec![number("1")]));
+    let values = scalar(super::call("count", vec![Expr::Identifier(column())]));
+    let bound = scalar(super::call(extreme, vec![Expr::Identifier(column())]));
+    let compare = nested(Expr::BinaryOp { left: Box::new(x.clone()), op: op.clone(), right: Box::new(bound) });
+    let eq0 = |e: Expr| Expr::BinaryOp { left: Box::new(e), op: BinaryOperator::Eq, right: Box::new(number("0")) };
+    let null = Expr::value(Value::Null);
+    let yes = Expr::value(Value::Boolean(true));
+    let no = Expr::value(Value::Boolean(false));
+    let some_null = Expr::BinaryOp { left: Box::new(rows.clone()), op: BinaryOperator::Gt, right: Box::new(values.clone()) };
+    let when = |condition: Expr, result: Expr| sqlparser::ast::CaseWhen { condition, result };
+    let conditions = if all {
+        vec![
+            when(eq0(rows), yes.clone()),
+            when(Expr::IsNull(Box::new(x.clone())), null.clone()),
+            when(eq0(values), null.clone()),
+            when(super::not(compare), no),
+            when(some_null, null),
+        ]
+    } else {
+        vec![when(eq0(rows), no.clone()), when(Expr::IsNull(Box::new(x.clone())), null.clone()), when(compare, yes), when(some_null, null)]
+    };
+    let otherwise = if all { Expr::value(Value::Boolean(true)) } else { Expr::value(Value::Boolean(false)) };
+    Some(nested(Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions,
+        else_result: Some(Box::new(otherwise)),
+    }))
 }
 
 fn nested(e: Expr) -> Expr {
