@@ -150,6 +150,12 @@ fn format_with(t: &NaiveDateTime, strftime: &str) -> String {
 }
 
 fn date_format(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    format_rows(args, mysql_to_strftime)
+}
+
+/// Each row's date/time formatted with its pattern, which `to_strftime`
+/// translates (once per distinct pattern).
+pub(crate) fn format_rows(args: &[ArrayRef], to_strftime: fn(&str) -> Result<String>) -> Result<ArrayRef> {
     let ts = datetimes(&args[0])?;
     let fmts = strings(&args[1])?;
     let mut b = StringBuilder::new();
@@ -159,9 +165,9 @@ fn date_format(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
             (Some(t), false) => {
                 let f = fmts.value(i);
                 if cached.as_ref().is_none_or(|(k, _)| k != f) {
-                    cached = Some((f.to_owned(), mysql_to_strftime(f)?));
+                    cached = Some((f.to_owned(), to_strftime(f)?));
                 }
-                b.append_value(format_with(t, &cached.as_ref().map(|c| c.1.clone()).unwrap_or_default()));
+                b.append_value(format_with(t, cached.as_ref().map(|c| c.1.as_str()).unwrap_or_default()));
             }
             _ => b.append_null(),
         }

@@ -13,7 +13,7 @@ use chrono::{FixedOffset, NaiveDateTime, Offset, TimeZone};
 use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 
-use super::datetime::{datetimes, instants};
+use super::datetime::{datetimes, format_rows, instants};
 use super::json::strings;
 use super::types::{Zone, zone};
 use super::udf::{any, ret_i64, ret_utf8, udf};
@@ -151,21 +151,7 @@ fn teradata_to_strftime(format: &str) -> Result<String> {
 }
 
 fn to_char(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
-    let (ts, fmts) = (datetimes(&args[0])?, strings(&args[1])?);
-    let mut cached: Option<(String, String)> = None;
-    let mut b = StringBuilder::new();
-    for (i, t) in ts.iter().enumerate() {
-        let (Some(t), false) = (t, fmts.is_null(i)) else {
-            b.append_null();
-            continue;
-        };
-        let f = fmts.value(i);
-        if cached.as_ref().is_none_or(|(k, _)| k != f) {
-            cached = Some((f.to_owned(), teradata_to_strftime(f)?));
-        }
-        b.append_value(t.format(cached.as_ref().map(|c| c.1.as_str()).unwrap_or_default()).to_string());
-    }
-    Ok(Arc::new(b.finish()))
+    format_rows(args, teradata_to_strftime)
 }
 
 /// `to_timestamp` / `to_date`: the text read with a Teradata format.

@@ -13,7 +13,7 @@ use jiter::{Jiter, Peek};
 use sediment_lake::jsonpath::{JsonPath, Step};
 use serde_json::Value;
 
-use super::udf::{any, ret_bool, ret_i64, ret_utf8, udf};
+use super::udf::{any, ret_bool, ret_i64, ret_second, ret_utf8, udf};
 
 pub(crate) fn strings(a: &ArrayRef) -> Result<StringArray> {
     let c = arrow::compute::cast(a, &DataType::Utf8)?;
@@ -195,29 +195,25 @@ fn array_get(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
 /// string equal to a varchar, a boolean).
 fn array_contains(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let wanted = &args[1];
+    // The wanted values as the JSON kind they match, cast once.
+    let as_kind = match &types[1] {
+        DataType::Boolean => DataType::Boolean,
+        t if t.is_integer() => DataType::Int64,
+        t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => DataType::Float64,
+        _ => DataType::Utf8,
+    };
+    let cast = arrow::compute::cast(wanted, &as_kind)?;
     let mut row = 0;
     let mut b = per_value(args, BooleanBuilder::new(), |b, v| {
         let i = row;
         row += 1;
-        let (Some(Value::Array(items)), true) = (v, wanted.is_valid(i)) else { return b.append_null() };
+        let (Some(Value::Array(items)), true) = (v, cast.is_valid(i)) else { return b.append_null() };
         let hit = |item: &Value| -> bool {
-            match &types[1] {
-                DataType::Boolean => item.as_bool() == Some(wanted.as_boolean().value(i)),
-                t if t.is_integer() => {
-                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Int64).ok();
-                    let want = want.as_ref().map(|w| w.as_primitive::<Int64Type>().value(0));
-                    item.as_i64().is_some() && item.as_i64() == want
-                }
-                t if t.is_floating() || matches!(t, DataType::Decimal128(..)) => {
-                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Float64).ok();
-                    let want = want.as_ref().map(|w| w.as_primitive::<Float64Type>().value(0));
-                    item.is_number() && item.as_f64() == want
-                }
-                _ => {
-                    let want = arrow::compute::cast(&wanted.slice(i, 1), &DataType::Utf8).ok();
-                    let want = want.as_ref().map(|w| w.as_string::<i32>().value(0).to_owned());
-                    item.as_str().map(str::to_owned) == want
-                }
+            match &as_kind {
+                DataType::Boolean => item.as_bool() == Some(cast.as_boolean().value(i)),
+                DataType::Int64 => item.as_i64() == Some(cast.as_primitive::<Int64Type>().value(i)),
+                DataType::Float64 => item.is_number() && item.as_f64() == Some(cast.as_primitive::<Float64Type>().value(i)),
+                _ => item.as_str() == Some(cast.as_string::<i32>().value(i)),
             }
         };
         b.append_value(items.iter().any(hit));
@@ -273,10 +269,6 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("__json_to", &[], any(2), ret_second, |a, t| json_to(a, t, false)),
         udf("__try_json_to", &[], any(2), ret_second, |a, t| json_to(a, t, true)),
     ]
-}
-
-fn ret_second(t: &[DataType]) -> Result<DataType> {
-    Ok(t.get(1).cloned().unwrap_or(DataType::Null))
 }
 
 /// A SQL value as a JSON value (Trino's `CAST(x AS JSON)`): strings become

@@ -969,10 +969,9 @@ impl VisitorMut for Rewriter {
                 Ok(r) => r,
                 Err(e) => return ControlFlow::Break(e),
             },
-            // `m[k]` with a key computed per row: DataFusion's subscript wants
-            // a constant key; `element_at` looks up any key (and any index).
             // `x[i]`: Trino's subscript, which fails outside the array or for
-            // a key not in the map (DataFusion's answers NULL).
+            // a key not in the map (DataFusion's answers NULL), and takes a
+            // key or index computed per row.
             Expr::CompoundFieldAccess { root, access_chain } if access_chain.iter().any(is_index) => {
                 use sqlparser::ast::{AccessExpr, Subscript};
                 let mut e = (**root).clone();

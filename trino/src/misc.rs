@@ -10,7 +10,7 @@ use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 
 use super::types::{render_column, trino_type};
-use super::udf::{any, ret_first, ret_utf8, udf};
+use super::udf::{any, ret_first, ret_second, ret_utf8, udf};
 
 fn type_of(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     let name = trino_type(&types[0]);
@@ -155,11 +155,6 @@ fn lookup(args: &[ArrayRef], types: &[DataType], strict: bool) -> Result<ArrayRe
         return Ok(new_null_array(&out_type, 0));
     }
     ScalarValue::iter_to_array(values)
-}
-
-/// The type of the second argument: a typed NULL carrying the cast's target.
-fn ret_second(t: &[DataType]) -> Result<DataType> {
-    Ok(t.get(1).cloned().unwrap_or(DataType::Null))
 }
 
 /// `CAST(x AS ARRAY(T))`: `x` a JSON array (text, as `json_parse` and

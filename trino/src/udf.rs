@@ -139,6 +139,10 @@ pub(crate) fn ret_date(_: &[DataType]) -> Result<DataType> {
 pub(crate) fn ret_ts(_: &[DataType]) -> Result<DataType> {
     Ok(crate::types::sql_timestamp())
 }
+/// The type of the second argument (a typed NULL carrying a cast's target).
+pub(crate) fn ret_second(t: &[DataType]) -> Result<DataType> {
+    Ok(t.get(1).cloned().unwrap_or(DataType::Null))
+}
 pub(crate) fn ret_first(t: &[DataType]) -> Result<DataType> {
     Ok(t.first().cloned().unwrap_or(DataType::Null))
 }
