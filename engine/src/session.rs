@@ -84,12 +84,36 @@ fn env_overrides() -> &'static [(String, String)] {
 /// [`crate::nested_loop::NestedLoopJoins`] and the dialect's decimal types
 /// and call rewrites, and Trino's checked integer arithmetic.
 pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
-    let mut state = SessionStateBuilder::new()
+    build(config, runtime, false)
+}
+
+/// [`context`] plus Trino's integer literals
+/// ([`sediment_trino::integers::IntegerLiterals`]: `1` is an `integer`):
+/// the query service's, where answers must be Trino's. The compactor's
+/// views keep `bigint` literals, so the tables it has written keep their
+/// column types.
+pub fn query_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
+    build(config, runtime, true)
+}
+
+fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_integers: bool) -> SessionContext {
+    use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
+    use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
+    let mut builder = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
-        .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins))
+        .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins));
+    if trino_integers {
+        // Literals are typed before coercion, so it widens them where asked.
+        builder = builder.with_analyzer_rules(vec![
+            Arc::new(sediment_trino::integers::IntegerLiterals),
+            Arc::new(ResolveGroupingFunction::new()),
+            Arc::new(TypeCoercion::new()),
+        ]);
+    }
+    let mut state = builder
         .with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals))
         .with_analyzer_rule(Arc::new(sediment_trino::overflow::CheckedIntegers))
         .with_optimizer_rule(Arc::new(crate::top1::FirstRowPerKey))

@@ -34,7 +34,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
-use sediment_engine::session::{SessionOptions, context, session_config};
+use sediment_engine::session::{SessionOptions, query_context, session_config};
 use sediment_lake::config::QuerySection;
 use sediment_lake::{Config, Lake};
 use sediment_trino as dialect;
@@ -261,7 +261,7 @@ impl QueryService {
     fn base_session(catalog: &Arc<LakeCatalog>, runtime: &Arc<RuntimeEnv>, databases: &[String]) -> SessionState {
         let opts = SessionOptions::default();
         let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
-        let ctx = context(config, Arc::clone(runtime));
+        let ctx = query_context(config, Arc::clone(runtime));
         ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), catalog.lake().store());
         let provider = MemoryCatalogProvider::new();
         for db in databases {

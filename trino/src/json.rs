@@ -309,7 +309,7 @@ fn json_number(x: f64) -> Result<Value> {
     }
 }
 
-fn to_json(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+pub(crate) fn to_json(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
     let mut b = StringBuilder::new();
     for i in 0..args[0].len() {
         // A NULL (of any type, a NullArray's too) is NULL, not JSON null.

@@ -16,9 +16,11 @@ mod arrays;
 mod binary;
 mod bitwise;
 pub mod calls;
+mod casts;
 mod datetime;
 pub mod decimal;
 mod hashes;
+pub mod integers;
 mod joda;
 mod json;
 mod lambdas;
@@ -187,7 +189,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect();
     Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(trim_side_alone(array_type_brackets(parenthesize_values(tokens))))
+        .with_tokens_with_locations(trim_side_alone(type_syntax(parenthesize_values(tokens))))
         .parse_statements()
         .map_err(|e| match e {
             _ if dialect.exhausted() => {
@@ -276,57 +278,85 @@ pub fn check_depth(stmt: &Statement) -> Result<()> {
     }
 }
 
-/// Trino writes array types `ARRAY(BIGINT)`; sqlparser reads `ARRAY<BIGINT>`.
-/// Converted where a type is expected: after `AS` (in a cast) or inside an
-/// array type already converted (`ARRAY(ARRAY(BIGINT))`).
-fn array_type_brackets(mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+/// Trino writes structured types `ARRAY(T)`, `MAP(K, V)` and `ROW(name T,
+/// …)`; sqlparser reads `ARRAY<T>`, `MAP(K, V)` and `TUPLE(name T, …)`.
+/// Converted where a type is expected: a structured type right after `AS`
+/// (a cast's target), and every type inside it.
+fn type_syntax(mut tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
     use sqlparser::keywords::Keyword;
-    let significant = |tokens: &[sqlparser::tokenizer::TokenWithSpan], from: usize, step: isize| -> Option<usize> {
-        let mut i = from as isize + step;
-        while i >= 0 && (i as usize) < tokens.len() {
-            if !matches!(tokens[i as usize].token, Token::Whitespace(_)) {
-                return Some(i as usize);
-            }
-            i += step;
-        }
-        None
+    let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let keyword = |t: &Token| match t {
+        Token::Word(w) => Some(w.keyword),
+        _ => None,
     };
-    for i in 0..tokens.len() {
-        let Token::Word(w) = &tokens[i].token else {
-            continue;
-        };
-        if w.keyword != Keyword::ARRAY {
-            continue;
-        }
-        let after_as = significant(&tokens, i, -1)
-            .is_some_and(|p| matches!(&tokens[p].token, Token::Word(w) if w.keyword == Keyword::AS) || tokens[p].token == Token::Lt);
-        let Some(open) = significant(&tokens, i, 1) else {
-            continue;
-        };
-        if !after_as || tokens[open].token != Token::LParen {
-            continue;
-        }
-        let mut depth = 0;
-        let mut close = None;
-        for (j, t) in tokens.iter().enumerate().skip(open) {
-            match t.token {
-                Token::LParen => depth += 1,
-                Token::RParen => {
-                    depth -= 1;
-                    if depth == 0 {
-                        close = Some(j);
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        if let Some(close) = close {
-            tokens[open].token = Token::Lt;
-            tokens[close].token = Token::Gt;
+    for p in 0..sig.len().saturating_sub(2) {
+        let starts = keyword(&tokens[sig[p]].token) == Some(Keyword::AS)
+            && matches!(keyword(&tokens[sig[p + 1]].token), Some(Keyword::ARRAY | Keyword::MAP | Keyword::ROW))
+            && tokens[sig[p + 2]].token == Token::LParen;
+        if starts {
+            convert_type(&mut tokens, &sig, p + 1);
         }
     }
     tokens
+}
+
+/// Converts the type starting at significant token `q` (see [`type_syntax`]);
+/// the position after it, or `None` where the text is not a type (left for
+/// the parser to report).
+fn convert_type(tokens: &mut [sqlparser::tokenizer::TokenWithSpan], sig: &[usize], q: usize) -> Option<usize> {
+    use sqlparser::keywords::Keyword;
+    let at = |tokens: &[sqlparser::tokenizer::TokenWithSpan], i: usize| sig.get(i).map(|&j| tokens[j].token.clone());
+    let word = match at(tokens, q)? {
+        Token::Word(w) => w,
+        _ => return None,
+    };
+    let opens = at(tokens, q + 1) == Some(Token::LParen);
+    match word.keyword {
+        Keyword::ARRAY if opens => {
+            let end = convert_type(tokens, sig, q + 2)?;
+            (at(tokens, end)? == Token::RParen).then_some(())?;
+            tokens[sig[q + 1]].token = Token::Lt;
+            tokens[sig[end]].token = Token::Gt;
+            Some(end + 1)
+        }
+        Keyword::MAP if opens => {
+            let comma = convert_type(tokens, sig, q + 2)?;
+            (at(tokens, comma)? == Token::Comma).then_some(())?;
+            let end = convert_type(tokens, sig, comma + 1)?;
+            (at(tokens, end)? == Token::RParen).then_some(end + 1)
+        }
+        Keyword::ROW if opens => {
+            tokens[sig[q]].token = Token::make_keyword("TUPLE");
+            let mut i = q + 2;
+            loop {
+                // `name type` or a bare type.
+                if matches!(at(tokens, i)?, Token::Word(_)) && matches!(at(tokens, i + 1)?, Token::Word(_)) {
+                    i += 1;
+                }
+                i = convert_type(tokens, sig, i)?;
+                match at(tokens, i)? {
+                    Token::Comma => i += 1,
+                    Token::RParen => return Some(i + 1),
+                    _ => return None,
+                }
+            }
+        }
+        _ => {
+            // A scalar type: up to the `,` or `)` that ends it.
+            let mut i = q + 1;
+            let mut depth = 0;
+            loop {
+                match at(tokens, i)? {
+                    Token::Comma | Token::RParen if depth == 0 => return Some(i),
+                    Token::LParen => depth += 1,
+                    Token::RParen => depth -= 1,
+                    Token::EOF => return None,
+                    _ => {}
+                }
+                i += 1;
+            }
+        }
+    }
 }
 
 /// Trino accepts `trim(LEADING FROM s)` (a side without characters: spaces);
@@ -451,6 +481,7 @@ pub fn register(ctx: &SessionContext) {
         .chain(joda::functions())
         .chain(units::functions())
         .chain(overflow::functions())
+        .chain(casts::functions())
     {
         ctx.register_udf(f);
     }
@@ -500,7 +531,46 @@ pub async fn sql(ctx: &SessionContext, text: &str) -> Result<datafusion::datafra
 
 /// Plans one rewritten statement on a session.
 pub async fn plan(state: &SessionState, stmt: Statement) -> Result<LogicalPlan> {
-    state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await
+    let plan = state.statement_to_plan(datafusion::sql::parser::Statement::Statement(Box::new(stmt))).await?;
+    name_field_columns(plan)
+}
+
+/// Trino names a result column `r.f` (a row's field) `f`; DataFusion's
+/// name is `r[f]`. Renamed by a projection over the plan, where the name
+/// is not already taken.
+fn name_field_columns(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::{Expr as DfExpr, LogicalPlanBuilder, col};
+    let mut top = &plan;
+    while let LogicalPlan::Sort(_) | LogicalPlan::Limit(_) = top {
+        top = top.inputs()[0];
+    }
+    let LogicalPlan::Projection(p) = top else { return Ok(plan) };
+    let fields: Vec<Option<String>> = p
+        .expr
+        .iter()
+        .map(|e| match e {
+            DfExpr::ScalarFunction(f) if f.name() == "get_field" => match f.args.last() {
+                Some(DfExpr::Literal(datafusion::common::ScalarValue::Utf8(Some(name)), _)) => Some(name.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if fields.iter().all(Option::is_none) {
+        return Ok(plan);
+    }
+    let schema = Arc::clone(plan.schema());
+    let mut taken: std::collections::HashSet<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let exprs: Vec<DfExpr> = schema
+        .columns()
+        .into_iter()
+        .zip(fields)
+        .map(|(c, field)| match field {
+            Some(name) if taken.insert(name.clone()) => col(c).alias(name),
+            _ => col(c),
+        })
+        .collect();
+    LogicalPlanBuilder::from(plan).project(exprs)?.build()
 }
 
 /// A `[…]` subscript (not a slice, not a `.field`).
@@ -688,6 +758,97 @@ fn is_integer_type(t: &SqlType) -> bool {
 
 fn is_varchar_type(t: &SqlType) -> bool {
     matches!(t, SqlType::Varchar(_) | SqlType::String(_) | SqlType::Text | SqlType::CharacterVarying(_))
+}
+
+/// Whether a cast target needs `__cast_to`: a map or row anywhere in it,
+/// or an array of JSON nested in another array.
+fn is_structured_type(t: &SqlType) -> bool {
+    match t {
+        SqlType::Map(..) | SqlType::Tuple(_) | SqlType::Struct(..) => true,
+        SqlType::Array(sqlparser::ast::ArrayElemTypeDef::AngleBracket(e) | sqlparser::ast::ArrayElemTypeDef::Parenthesis(e)) => {
+            is_structured_type(e) || matches!(e.as_ref(), SqlType::Array(_))
+        }
+        _ => false,
+    }
+}
+
+/// A cast's target type as a [`casts::Shape`].
+fn shape_of(t: &SqlType) -> Result<casts::Shape, String> {
+    use casts::Shape;
+    use sqlparser::ast::{ArrayElemTypeDef, ExactNumberInfo, TimezoneInfo};
+    let scalar = |d: arrow::datatypes::DataType| Ok(Shape::Scalar(d));
+    use arrow::datatypes::DataType as A;
+    match t {
+        SqlType::JSON => Ok(Shape::Json),
+        SqlType::Boolean | SqlType::Bool => scalar(A::Boolean),
+        SqlType::TinyInt(_) => scalar(A::Int8),
+        SqlType::SmallInt(_) => scalar(A::Int16),
+        SqlType::Int(_) | SqlType::Integer(_) | SqlType::Int32 => scalar(A::Int32),
+        SqlType::BigInt(_) | SqlType::Int64 => scalar(A::Int64),
+        SqlType::Real | SqlType::Float4 => scalar(A::Float32),
+        SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Float8 | SqlType::Float(_) | SqlType::Float64 => scalar(A::Float64),
+        SqlType::Decimal(info) | SqlType::Numeric(info) | SqlType::Dec(info) => {
+            let (p, s) = match info {
+                ExactNumberInfo::None => (38, 0),
+                ExactNumberInfo::Precision(p) => (*p, 0),
+                ExactNumberInfo::PrecisionAndScale(p, s) => (*p, *s as u64),
+            };
+            if !(1..=38).contains(&p) || s > p {
+                return Err(format!("INVALID_CAST_ARGUMENT: DECIMAL({p}, {s}) is not a valid type"));
+            }
+            scalar(A::Decimal128(p as u8, s as i8))
+        }
+        t if is_varchar_type(t) || matches!(t, SqlType::Char(_) | SqlType::Character(_)) => scalar(A::Utf8),
+        SqlType::Varbinary(_) | SqlType::Binary(_) | SqlType::Blob(_) | SqlType::Bytea => scalar(A::Binary),
+        SqlType::Date => scalar(A::Date32),
+        SqlType::Timestamp(p, zone) => {
+            let unit = casts::time_unit(p.map(|p| p as i64).unwrap_or(3));
+            let tz = matches!(zone, TimezoneInfo::WithTimeZone).then(|| "UTC".into());
+            scalar(A::Timestamp(unit, tz))
+        }
+        SqlType::Array(ArrayElemTypeDef::AngleBracket(e) | ArrayElemTypeDef::Parenthesis(e) | ArrayElemTypeDef::SquareBracket(e, _)) => {
+            Ok(Shape::Array(Box::new(shape_of(e)?)))
+        }
+        SqlType::Map(k, v) => Ok(Shape::Map(Box::new(shape_of(k)?), Box::new(shape_of(v)?))),
+        SqlType::Tuple(fields) | SqlType::Struct(fields, _) => Ok(Shape::Row(
+            fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let name = f.field_name.as_ref().map(|n| n.value.to_lowercase()).unwrap_or_else(|| format!("field{i}"));
+                    Ok((name, shape_of(&f.field_type)?))
+                })
+                .collect::<Result<_, String>>()?,
+        )),
+        other => Err(format!("NOT_SUPPORTED: cast to {other} is not supported")),
+    }
+}
+
+/// Inside a lambda: `p.f.g` where `p` is a parameter becomes field
+/// accesses on `p`.
+struct LambdaFields {
+    params: Vec<String>,
+}
+
+impl VisitorMut for LambdaFields {
+    type Break = ();
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() > 1
+            && self.params.contains(&parts[0].value.to_lowercase())
+        {
+            let root = Expr::Identifier(parts[0].clone());
+            let access_chain = parts[1..]
+                .iter()
+                .map(|f| {
+                    let name = if f.quote_style.is_some() { f.value.clone() } else { f.value.to_lowercase() };
+                    sqlparser::ast::AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)))
+                })
+                .collect();
+            *expr = Expr::CompoundFieldAccess { root: Box::new(root), access_chain };
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Inside `try(…)`: failing casts and division by zero give NULL.
@@ -964,6 +1125,20 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        // `(expr).field`: a row's field by name (DataFusion takes the name as a string).
+        if let Expr::CompoundFieldAccess { access_chain, .. } = expr {
+            for access in access_chain.iter_mut() {
+                if let sqlparser::ast::AccessExpr::Dot(Expr::Identifier(field)) = access {
+                    let name = if field.quote_style.is_some() { field.value.clone() } else { field.value.to_lowercase() };
+                    *access = sqlparser::ast::AccessExpr::Dot(Expr::value(Value::SingleQuotedString(name)));
+                }
+            }
+        }
+        // `s.field` of a lambda's row parameter `s`: a field access, not a column.
+        if let Expr::Lambda(l) = expr {
+            let params: Vec<String> = l.params.iter().map(|p| p.name.value.to_lowercase()).collect();
+            let _ = l.body.visit(&mut LambdaFields { params });
+        }
         let replacement = match expr {
             Expr::Function(f) => match self.function(f) {
                 Ok(r) => r,
@@ -1099,6 +1274,17 @@ impl VisitorMut for Rewriter {
                 let name = if matches!(kind, CastKind::TryCast) { "__try_json_to" } else { "__json_to" };
                 Some(call(name, vec![(**inner).clone(), typed_null]))
             }
+            // MAP(K, V), ROW(…) and arrays of them or of JSON (`casts`).
+            Expr::Cast { kind, expr: inner, data_type, .. }
+                if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) && is_structured_type(data_type) =>
+            {
+                let shape = match shape_of(data_type) {
+                    Ok(s) => s,
+                    Err(e) => return ControlFlow::Break(e),
+                };
+                let name = if matches!(kind, CastKind::TryCast) { "__try_cast_to" } else { "__cast_to" };
+                Some(call(name, vec![(**inner).clone(), Expr::value(Value::SingleQuotedString(shape.name()))]))
+            }
             Expr::Cast { kind, expr: inner, data_type, .. }
                 if matches!(kind, CastKind::Cast | CastKind::DoubleColon | CastKind::TryCast) =>
             {
@@ -1190,6 +1376,25 @@ impl VisitorMut for Rewriter {
     }
 
     fn pre_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
+        // `FROM UNNEST(m) AS t(k, v)`: a map's entries, or an array of rows'
+        // fields, as columns.
+        if let TableFactor::UNNEST { alias: Some(a), array_exprs, with_ordinality, with_offset: false, .. } = t
+            && array_exprs.len() == 1
+            && a.columns.len() > 1 + usize::from(*with_ordinality)
+        {
+            let (mut inner, mut outer) = unnest_rows(&array_exprs[0], &a.columns, *with_ordinality, None);
+            if let sqlparser::ast::SetExpr::Select(s) = inner.body.as_mut() {
+                s.from.clear();
+            }
+            let rows =
+                TableFactor::Derived { lateral: false, subquery: Box::new(inner), alias: Some(table_alias("_unnest")), sample: None };
+            if let sqlparser::ast::SetExpr::Select(s) = outer.body.as_mut() {
+                s.from[0].relation = rows;
+            }
+            let name = table_alias(&a.name.value);
+            *t = TableFactor::Derived { lateral: false, subquery: Box::new(outer), alias: Some(name), sample: None };
+            return ControlFlow::Continue(());
+        }
         // `FROM UNNEST(a) WITH ORDINALITY AS t(x, n)`: zip with 1..cardinality(a).
         if let TableFactor::UNNEST { array_exprs, with_ordinality, .. } = t
             && *with_ordinality
@@ -1340,6 +1545,25 @@ fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String
         };
         let Some(left) = left else { continue };
         let want = array_exprs.len() + usize::from(*with_ordinality);
+        if array_exprs.len() == 1 && ualias.columns.len() > want {
+            // A map's entries, or an array of rows' fields, as columns.
+            let (inner, outer) = unnest_rows(&array_exprs[0], &ualias.columns, *with_ordinality, Some((&left, relation.clone())));
+            let rows =
+                TableFactor::Derived { lateral: false, subquery: Box::new(inner), alias: Some(table_alias("_unnest")), sample: None };
+            let mut outer = outer;
+            if let sqlparser::ast::SetExpr::Select(s) = outer.body.as_mut() {
+                s.from[0].relation = rows;
+            }
+            renames.push((ualias.name.value.to_lowercase(), left.value.clone()));
+            *relation = TableFactor::Derived {
+                lateral: false,
+                subquery: Box::new(outer),
+                alias: Some(TableAlias { explicit: true, name: left, columns: vec![], at: None }),
+                sample: None,
+            };
+            joins.remove(0);
+            continue;
+        }
         if ualias.columns.len() != want {
             return Err(format!(
                 "UNNEST AS {}(…) needs {want} column name(s): one per array{}",
@@ -1375,6 +1599,82 @@ fn lateral_unnest(select: &mut sqlparser::ast::Select, renames: &mut Vec<(String
         joins.remove(0);
     }
     Ok(())
+}
+
+fn table_alias(name: &str) -> sqlparser::ast::TableAlias {
+    sqlparser::ast::TableAlias { explicit: true, name: sqlparser::ast::Ident::new(name), columns: vec![], at: None }
+}
+
+/// `UNNEST(e) AS u(c1, c2, …[, n])` where `e` gives several columns (a
+/// map's key and value, an array of rows' fields): an inner query
+/// unnesting `e`'s rows into `_u` (beside `left.*` in the lateral form, and
+/// the ordinal), and an outer one splitting `_u` into the named columns
+/// (its FROM, a placeholder, is set to the inner query by the caller).
+fn unnest_rows(
+    e: &Expr,
+    columns: &[sqlparser::ast::TableAliasColumnDef],
+    with_ordinality: bool,
+    lateral: Option<(&sqlparser::ast::Ident, TableFactor)>,
+) -> (Query, Query) {
+    use sqlparser::ast::{ExcludeSelectItem, Ident, ObjectName, SelectItem, SelectItemQualifiedWildcardKind, WildcardAdditionalOptions};
+    let rows = Ident::new("_u");
+    let n = columns.len() - usize::from(with_ordinality);
+    let mut inner = vec![];
+    let mut outer = vec![];
+    if let Some((left, _)) = lateral {
+        inner.push(SelectItem::QualifiedWildcard(
+            SelectItemQualifiedWildcardKind::ObjectName(ObjectName::from(vec![left.clone()])),
+            Default::default(),
+        ));
+        // The left side's columns: all but `_u` and the ordinal.
+        let mut hidden = vec![ObjectName::from(vec![rows.clone()])];
+        if with_ordinality {
+            hidden.push(ObjectName::from(vec![columns[n].name.clone()]));
+        }
+        let options = WildcardAdditionalOptions { opt_exclude: Some(ExcludeSelectItem::Multiple(hidden)), ..Default::default() };
+        outer.push(SelectItem::Wildcard(options));
+    }
+    inner.push(SelectItem::ExprWithAlias { expr: call("unnest", vec![call("__unnest_rows", vec![e.clone()])]), alias: rows.clone() });
+    for (i, c) in columns[..n].iter().enumerate() {
+        let position = Expr::value(Value::Number((i + 1).to_string(), false));
+        outer.push(SelectItem::ExprWithAlias {
+            expr: call("__field", vec![Expr::Identifier(rows.clone()), position]),
+            alias: c.name.clone(),
+        });
+    }
+    if with_ordinality {
+        let ordinals = call("generate_series", vec![Expr::value(Value::Number("1".into(), false)), call("cardinality", vec![e.clone()])]);
+        inner.push(SelectItem::ExprWithAlias { expr: call("unnest", vec![ordinals]), alias: columns[n].name.clone() });
+        outer.push(SelectItem::UnnamedExpr(Expr::Identifier(columns[n].name.clone())));
+    }
+    let from = match lateral {
+        Some((_, relation)) => relation,
+        None => TableFactor::Table {
+            name: ObjectName::from(vec![rows.clone()]),
+            alias: None,
+            args: None,
+            with_hints: vec![],
+            version: None,
+            with_ordinality: false,
+            partitions: vec![],
+            json_path: None,
+            sample: None,
+            index_hints: vec![],
+        },
+    };
+    let placeholder = TableFactor::Table {
+        name: ObjectName::from(vec![rows]),
+        alias: None,
+        args: None,
+        with_hints: vec![],
+        version: None,
+        with_ordinality: false,
+        partitions: vec![],
+        json_path: None,
+        sample: None,
+        index_hints: vec![],
+    };
+    (select_from(inner, from, None), select_from(outer, placeholder, None))
 }
 
 /// `SELECT projection FROM from [WHERE selection]`, built as a tree (the

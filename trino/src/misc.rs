@@ -18,7 +18,7 @@ fn type_of(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
 }
 
 /// Rounds half away from zero, keeping the type (integers pass through).
-fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+pub(crate) fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     match &types[0] {
         DataType::Float64 | DataType::Float32 | DataType::Float16 => {
             let f = arrow::compute::cast(&args[0], &DataType::Float64)?;
@@ -49,7 +49,7 @@ fn round_for_int(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
 }
 
 /// `CAST(x AS VARCHAR)` in Trino's text form for temporal and floating values.
-fn to_varchar(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
+pub(crate) fn to_varchar(args: &[ArrayRef], types: &[DataType]) -> Result<ArrayRef> {
     match &types[0] {
         DataType::Timestamp(..) | DataType::Float64 | DataType::Float32 | DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) => {
             Ok(Arc::new(StringArray::from(render_column(&args[0]))))
