@@ -88,15 +88,16 @@ pub fn context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContex
 }
 
 /// [`context`] plus Trino's integer literals
-/// ([`sediment_trino::integers::IntegerLiterals`]: `1` is an `integer`):
-/// the query service's, where answers must be Trino's. The compactor's
-/// views keep `bigint` literals, so the tables it has written keep their
+/// ([`sediment_trino::integers::IntegerLiterals`]: `1` is an `integer`) and
+/// aggregate result types ([`sediment_trino::aggregates`]): the query
+/// service's, where answers must be Trino's. The compactor's views keep
+/// DataFusion's types there, so the tables it has written keep their
 /// column types.
 pub fn query_context(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> SessionContext {
     build(config, runtime, true)
 }
 
-fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_integers: bool) -> SessionContext {
+fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_types: bool) -> SessionContext {
     use datafusion::optimizer::analyzer::resolve_grouping_function::ResolveGroupingFunction;
     use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
     let mut builder = SessionStateBuilder::new()
@@ -105,7 +106,7 @@ fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_integers: bool) 
         .with_default_features()
         .with_physical_optimizer_rule(Arc::new(YieldingAmplifiers))
         .with_physical_optimizer_rule(Arc::new(crate::nested_loop::NestedLoopJoins));
-    if trino_integers {
+    if trino_types {
         // Literals are typed before coercion, so it widens them where asked.
         builder = builder.with_analyzer_rules(vec![
             Arc::new(sediment_trino::integers::IntegerLiterals),
@@ -113,8 +114,11 @@ fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_integers: bool) 
             Arc::new(TypeCoercion::new()),
         ]);
     }
+    builder = builder.with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals));
+    if trino_types {
+        builder = builder.with_analyzer_rule(Arc::new(sediment_trino::aggregates::TrinoAggregateTypes));
+    }
     let mut state = builder
-        .with_analyzer_rule(Arc::new(sediment_trino::decimal::TrinoDecimals))
         .with_analyzer_rule(Arc::new(sediment_trino::overflow::CheckedIntegers))
         .with_optimizer_rule(Arc::new(crate::top1::FirstRowPerKey))
         .build();

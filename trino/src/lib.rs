@@ -12,6 +12,7 @@
 //! semantics that differ silently (`CAST(2.5 AS INTEGER)` rounds, `CAST(ts AS
 //! VARCHAR)` prints Trino's text). Functions live in the sibling modules.
 
+pub mod aggregates;
 mod arrays;
 mod binary;
 mod bitwise;

@@ -205,6 +205,7 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
         DataType::List(_) | DataType::LargeList(_) | DataType::Map(_, _) | DataType::Struct(_) => {
             (0..n).map(|i| if a.is_null(i) { None } else { Some(render_nested(a, i)) }).collect()
         }
+        DataType::Interval(_) | DataType::Duration(_) => render_intervals(a),
         _ => {
             let opts = FormatOptions::default().with_null("");
             match ArrayFormatter::try_new(a.as_ref(), &opts) {
@@ -219,6 +220,61 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
             }
         }
     }
+}
+
+/// Intervals as Trino prints them: year-to-month `3-5`, day-to-second
+/// `2 03:00:00.000` (milliseconds, rounded half up). DataFusion's interval
+/// literals carry months, days and nanoseconds; one with months only is a
+/// year-to-month interval, as Trino's `INTERVAL '5' MONTH` is.
+fn render_intervals(a: &ArrayRef) -> Vec<Option<String>> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType, IntervalUnit};
+    use arrow::datatypes::{IntervalDayTimeType, IntervalMonthDayNanoType, IntervalYearMonthType};
+    let n = a.len();
+    let day_second = |ms: i128| Some(day_to_second(ms));
+    let nanos_to_ms = |ns: i128| if ns >= 0 { (ns + 500_000) / 1_000_000 } else { -((-ns + 500_000) / 1_000_000) };
+    let each = |f: &dyn Fn(usize) -> Option<String>| (0..n).map(|i| if a.is_null(i) { None } else { f(i) }).collect();
+    match a.data_type() {
+        DataType::Interval(IntervalUnit::YearMonth) => each(&|i| Some(year_to_month(a.as_primitive::<IntervalYearMonthType>().value(i)))),
+        DataType::Interval(IntervalUnit::DayTime) => each(&|i| {
+            let v = a.as_primitive::<IntervalDayTimeType>().value(i);
+            day_second(i128::from(v.days) * 86_400_000 + i128::from(v.milliseconds))
+        }),
+        DataType::Interval(IntervalUnit::MonthDayNano) => each(&|i| {
+            let v = a.as_primitive::<IntervalMonthDayNanoType>().value(i);
+            match (v.months, v.days, v.nanoseconds) {
+                (m, 0, 0) if m != 0 => Some(year_to_month(m)),
+                (0, d, ns) => day_second(i128::from(d) * 86_400_000 + nanos_to_ms(i128::from(ns))),
+                (m, d, ns) => {
+                    Some(format!("{} {}", year_to_month(m), day_to_second(i128::from(d) * 86_400_000 + nanos_to_ms(i128::from(ns)))))
+                }
+            }
+        }),
+        DataType::Duration(unit) => each(&|i| {
+            let ms = match unit {
+                TimeUnit::Second => i128::from(a.as_primitive::<DurationSecondType>().value(i)) * 1000,
+                TimeUnit::Millisecond => i128::from(a.as_primitive::<DurationMillisecondType>().value(i)),
+                TimeUnit::Microsecond => nanos_to_ms(i128::from(a.as_primitive::<DurationMicrosecondType>().value(i)) * 1000),
+                TimeUnit::Nanosecond => nanos_to_ms(i128::from(a.as_primitive::<DurationNanosecondType>().value(i))),
+            };
+            day_second(ms)
+        }),
+        _ => vec![None; n],
+    }
+}
+
+fn year_to_month(months: i32) -> String {
+    let sign = if months < 0 { "-" } else { "" };
+    let m = i64::from(months).abs();
+    format!("{sign}{}-{}", m / 12, m % 12)
+}
+
+fn day_to_second(ms: i128) -> String {
+    let sign = if ms < 0 { "-" } else { "" };
+    let ms = ms.abs();
+    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (h, m, s, f) = (rest / 3_600_000, rest / 60_000 % 60, rest / 1000 % 60, rest % 1000);
+    format!("{sign}{days} {h:02}:{m:02}:{s:02}.{f:03}")
 }
 
 fn fraction(t: &chrono::NaiveDateTime, p: usize) -> u32 {
@@ -314,5 +370,9 @@ mod tests {
         assert_eq!(trino_double(1.0), "1.0");
         assert_eq!(trino_double(2.5), "2.5");
         assert_eq!(trino_double(1e10), "1.0E10");
+        assert_eq!(year_to_month(41), "3-5");
+        assert_eq!(year_to_month(-31), "-2-7");
+        assert_eq!(day_to_second(2 * 86_400_000 + 3 * 3_600_000), "2 03:00:00.000");
+        assert_eq!(day_to_second(-(86_400_000 + 21 * 3_600_000)), "-1 21:00:00.000");
     }
 }

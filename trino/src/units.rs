@@ -17,6 +17,7 @@ pub(crate) fn functions() -> Vec<ScalarUDF> {
         udf("to_milliseconds", &[], any(1), ret_i64, to_milliseconds),
         udf("human_readable_seconds", &[], any(1), ret_utf8, human_readable_seconds),
         udf("parse_data_size", &[], any(1), |_| Ok(DataType::Decimal128(38, 0)), parse_data_size),
+        udf("parse_duration", &[], any(1), |_| Ok(DataType::Interval(IntervalUnit::MonthDayNano)), parse_duration),
     ]
 }
 
@@ -62,6 +63,44 @@ fn human_readable_seconds(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef>
     Ok(Arc::new(StringArray::from(out)))
 }
 
+/// `parse_duration('3.81 d')` → `3 19:26:24.000`: a number, optional
+/// spaces and a unit (ns, us, ms, s, m, h, d), as a day-to-second interval
+/// of whole milliseconds (rounded half up, as Trino's).
+fn parse_duration(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    use arrow::datatypes::IntervalMonthDayNano;
+    let s = strings(&args[0])?;
+    let mut out = Vec::with_capacity(s.len());
+    for v in s.iter() {
+        out.push(match v {
+            Some(v) => match duration_millis(v) {
+                Some(ms) => Some(IntervalMonthDayNano::new(0, (ms / 86_400_000) as i32, (ms % 86_400_000) * 1_000_000)),
+                None => return exec_err!("INVALID_FUNCTION_ARGUMENT: duration is not a valid data duration string: {v}"),
+            },
+            None => None,
+        });
+    }
+    Ok(Arc::new(arrow::array::IntervalMonthDayNanoArray::from(out)))
+}
+
+fn duration_millis(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number.parse().ok()?;
+    let millis_per = match unit.trim_start() {
+        "ns" => 1e-6,
+        "us" => 1e-3,
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" => 60e3,
+        "h" => 3_600e3,
+        "d" => 86_400e3,
+        _ => return None,
+    };
+    let ms = (value * millis_per + 0.5).floor();
+    (ms.is_finite() && ms < 1e15).then_some(ms as i64)
+}
+
 /// `parse_data_size('2.3MB')` → 2411724: a number and a unit (B, kB, MB, …
 /// YB, powers of 1024), the bytes truncated to a whole number.
 fn parse_data_size(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
@@ -96,6 +135,15 @@ fn data_size(text: &str) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration_millis("42.8ms"), Some(43));
+        assert_eq!(duration_millis("3.81 d"), Some(329_184_000));
+        assert_eq!(duration_millis("5m"), Some(300_000));
+        assert_eq!(duration_millis("5 years"), None);
+        assert_eq!(duration_millis("m"), None);
+    }
 
     #[test]
     fn data_sizes() {
