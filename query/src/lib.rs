@@ -10,6 +10,7 @@
 pub mod athena;
 pub mod console;
 pub mod executor;
+mod infoschema;
 mod log;
 pub mod meta;
 pub mod metrics;

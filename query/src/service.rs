@@ -260,7 +260,8 @@ impl QueryService {
 
     fn base_session(catalog: &Arc<LakeCatalog>, runtime: &Arc<RuntimeEnv>, databases: &[String]) -> SessionState {
         let opts = SessionOptions::default();
-        let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default");
+        // Our own information_schema (Trino's type names), registered below.
+        let config = session_config(&opts).with_default_catalog_and_schema(CATALOG, "default").with_information_schema(false);
         let ctx = query_context(config, Arc::clone(runtime));
         ctx.register_object_store(sediment_engine::files::lake_store_url().as_ref(), catalog.lake().store());
         let provider = MemoryCatalogProvider::new();
@@ -268,6 +269,10 @@ impl QueryService {
             // MemoryCatalogProvider::register_schema only fails for duplicate names of other kinds.
             let _ = provider.register_schema(db, catalog.schema_provider());
         }
+        let _ = provider.register_schema(
+            "information_schema",
+            Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()))),
+        );
         ctx.register_catalog(CATALOG, Arc::new(provider));
         dialect::register(&ctx);
         ctx.state()

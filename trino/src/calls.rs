@@ -130,11 +130,6 @@ fn call(f: &ScalarFunction, types: &[DataType]) -> Result<Transformed<Expr>> {
             let length = datafusion::functions::core::expr_fn::coalesce(vec![nested::array_length(a.clone()), lit(0u64)]);
             when(a.clone().is_null(), lit(ScalarValue::Int64(None))).otherwise(cast(length, DataType::Int64))?
         }
-        // Trino: round(decimal(p, s), d) is decimal(p + 1, s) (DataFusion narrows the scale).
-        ("round", [x, _]) if matches!(types[0], DataType::Decimal128(..)) => {
-            let DataType::Decimal128(p, s) = types[0] else { unreachable!("matched a decimal") };
-            cast(Expr::ScalarFunction(f.clone()), DataType::Decimal128((p + 1).min(38), s))
-        }
         // Trino: ceil/floor of an integer is itself; of decimal(p, s) the
         // exact decimal(p - s + min(s, 1), 0) (DataFusion: a double).
         ("ceil" | "floor", [x]) if types[0].is_integer() => x.clone(),

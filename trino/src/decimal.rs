@@ -5,7 +5,8 @@
 //! them tight (`decimal(p1 + p2, s1 + s2)` for a product, `decimal(p1 + s2 +
 //! max(0, s2 - s1), max(s1, s2))` for a quotient, rounding half up: `2.5`).
 //! This analyzer rule runs after type coercion and casts each decimal
-//! product and quotient to Trino's type, keeping the expression's name.
+//! product and quotient to Trino's type, keeping the expression's name, and
+//! gives `round(decimal(p, s), d)` Trino's `decimal(p + 1, s)`.
 
 use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
@@ -35,6 +36,19 @@ pub fn trino_decimal_type(op: Operator, l: &DataType, r: &DataType) -> Option<Da
 }
 
 fn rewrite(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    // Trino: round(decimal(p, s), d) is decimal(p + 1, s) (DataFusion narrows
+    // the scale). Here, after the argument's own type is Trino's.
+    if let Expr::ScalarFunction(f) = &e
+        && f.name() == "round"
+        && f.args.len() == 2
+        && let DataType::Decimal128(p, s) = f.args[0].get_type(schema)?
+    {
+        let target = DataType::Decimal128((p + 1).min(38), s);
+        if e.get_type(schema)? == target {
+            return Ok(Transformed::no(e));
+        }
+        return Ok(Transformed::yes(Expr::Cast(Cast::new(Box::new(e), target))));
+    }
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &e else { return Ok(Transformed::no(e)) };
     let (lt, rt) = (left.get_type(schema)?, right.get_type(schema)?);
     let Some(target) = trino_decimal_type(*op, &lt, &rt) else { return Ok(Transformed::no(e)) };

@@ -1,5 +1,5 @@
 //! Trino's map aggregates and map functions DataFusion lacks: `histogram`,
-//! `map_agg`, `multimap_agg` (aggregates) and `map_concat`,
+//! `map_agg`, `multimap_agg`, `map_union` (aggregates) and `map_concat`,
 //! `map_from_entries`, `multimap_from_entries` (scalars).
 //!
 //! The aggregates keep their keys in first-seen order and emit them sorted,
@@ -25,6 +25,8 @@ enum Kind {
     Histogram,
     MapAgg,
     MultimapAgg,
+    /// `map_union(m)`: the union of the maps, a repeated key's first value.
+    MapUnion,
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -35,12 +37,15 @@ struct MapAggregate {
 }
 
 pub(crate) fn aggregates() -> Vec<AggregateUDF> {
-    [("histogram", Kind::Histogram, 1), ("map_agg", Kind::MapAgg, 2), ("multimap_agg", Kind::MultimapAgg, 2)]
-        .into_iter()
-        .map(|(name, kind, n)| {
-            AggregateUDF::new_from_impl(MapAggregate { name, kind, signature: Signature::any(n, Volatility::Immutable) })
-        })
-        .collect()
+    [
+        ("histogram", Kind::Histogram, 1),
+        ("map_agg", Kind::MapAgg, 2),
+        ("multimap_agg", Kind::MultimapAgg, 2),
+        ("map_union", Kind::MapUnion, 1),
+    ]
+    .into_iter()
+    .map(|(name, kind, n)| AggregateUDF::new_from_impl(MapAggregate { name, kind, signature: Signature::any(n, Volatility::Immutable) }))
+    .collect()
 }
 
 pub(crate) fn functions() -> Vec<ScalarUDF> {
@@ -69,6 +74,19 @@ impl MapAggregate {
             (Kind::Histogram, [_]) => Ok((DataType::Int64, DataType::Int64)),
             (Kind::MapAgg, [_, v]) => Ok((v.clone(), v.clone())),
             (Kind::MultimapAgg, [_, v]) => Ok((list_of(v), v.clone())),
+            (Kind::MapUnion, [m]) => {
+                let (_, v) = key_value(self.name, m)?;
+                Ok((v.clone(), v))
+            }
+            _ => plan_err!("{}: wrong number of arguments", self.name),
+        }
+    }
+
+    /// The type of the keys.
+    fn key_type(&self, args: &[DataType]) -> Result<DataType> {
+        match (self.kind, args) {
+            (Kind::MapUnion, [m]) => Ok(key_value(self.name, m)?.0),
+            (_, [k, ..]) => Ok(k.clone()),
             _ => plan_err!("{}: wrong number of arguments", self.name),
         }
     }
@@ -85,14 +103,14 @@ impl AggregateUDFImpl for MapAggregate {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         let (value, _) = self.value_types(args)?;
-        Ok(map_type(&args[0], &value))
+        Ok(map_type(&self.key_type(args)?, &value))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let types: Vec<DataType> = args.input_fields.iter().map(|f| f.data_type().clone()).collect();
         let (_, pair) = self.value_types(&types)?;
         Ok(vec![
-            Arc::new(Field::new(format!("{}_keys", args.name), list_of(&types[0]), true)),
+            Arc::new(Field::new(format!("{}_keys", args.name), list_of(&self.key_type(&types)?), true)),
             Arc::new(Field::new(format!("{}_values", args.name), list_of(&pair), true)),
         ])
     }
@@ -102,7 +120,7 @@ impl AggregateUDFImpl for MapAggregate {
         let (_, pair) = self.value_types(&types)?;
         Ok(Box::new(Pairs {
             kind: self.kind,
-            key_type: types[0].clone(),
+            key_type: self.key_type(&types)?,
             pair_type: pair,
             index: HashMap::new(),
             keys: vec![],
@@ -145,8 +163,8 @@ impl Pairs {
                     _ => *here = vec![ScalarValue::Int64(Some(add))],
                 }
             }
-            Kind::MapAgg if !here.is_empty() => {}
-            Kind::MapAgg | Kind::MultimapAgg => here.push(value),
+            Kind::MapAgg | Kind::MapUnion if !here.is_empty() => {}
+            Kind::MapAgg | Kind::MapUnion | Kind::MultimapAgg => here.push(value),
         }
     }
 
@@ -165,6 +183,19 @@ impl Pairs {
 
 impl Accumulator for Pairs {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        if self.kind == Kind::MapUnion {
+            let maps = values[0].as_map();
+            for row in 0..maps.len() {
+                if maps.is_null(row) {
+                    continue;
+                }
+                let entries = maps.value(row);
+                for i in 0..entries.len() {
+                    self.add(ScalarValue::try_from_array(entries.column(0), i)?, ScalarValue::try_from_array(entries.column(1), i)?);
+                }
+            }
+            return Ok(());
+        }
         let keys = &values[0];
         for i in 0..keys.len() {
             let key = ScalarValue::try_from_array(keys, i)?;

@@ -197,7 +197,12 @@ pub fn render_column(a: &ArrayRef) -> Vec<Option<String>> {
                 })
                 .collect()
         }
-        DataType::Float64 | DataType::Float32 => {
+        DataType::Float32 => {
+            use arrow::array::AsArray;
+            let f = a.as_primitive::<arrow::datatypes::Float32Type>();
+            (0..n).map(|i| f.is_valid(i).then(|| trino_real(f.value(i)))).collect()
+        }
+        DataType::Float64 => {
             let f = arrow::compute::cast(a, &DataType::Float64).ok();
             let f = f.as_ref().and_then(|f| f.as_any().downcast_ref::<arrow::array::Float64Array>());
             (0..n).map(|i| f.filter(|f| f.is_valid(i)).map(|f| trino_double(f.value(i)))).collect()
@@ -285,6 +290,17 @@ fn fraction(t: &chrono::NaiveDateTime, p: usize) -> u32 {
 
 /// Trino prints doubles like Java: `1.0`, `2.5`, `1.0E10`.
 pub fn trino_double(x: f64) -> String {
+    java_float(x, format!("{x:E}"), format!("{x}"))
+}
+
+/// Trino prints reals like Java's `Float.toString`: the shortest digits
+/// that read back as the same `real` (`3.3000002`, not the double's digits).
+pub fn trino_real(x: f32) -> String {
+    java_float(f64::from(x), format!("{x:E}"), format!("{x}"))
+}
+
+/// Java's text of a floating value, from Rust's shortest round-trip forms.
+fn java_float(x: f64, scientific: String, plain: String) -> String {
     if x.is_nan() {
         return "NaN".into();
     }
@@ -293,14 +309,14 @@ pub fn trino_double(x: f64) -> String {
     }
     let a = x.abs();
     if a != 0.0 && !(1e-3..1e7).contains(&a) {
-        let s = format!("{x:E}");
+        let s = scientific;
         // Rust: 1E10 / 1.5E-5; Java: 1.0E10 / 1.5E-5
         return match s.split_once('E') {
             Some((m, e)) if !m.contains('.') => format!("{m}.0E{e}"),
             _ => s,
         };
     }
-    let s = format!("{x}");
+    let s = plain;
     if s.contains('.') { s } else { format!("{s}.0") }
 }
 
@@ -370,6 +386,9 @@ mod tests {
         assert_eq!(trino_double(1.0), "1.0");
         assert_eq!(trino_double(2.5), "2.5");
         assert_eq!(trino_double(1e10), "1.0E10");
+        assert_eq!(trino_real(1.1f32 + 2.2f32), "3.3000002");
+        assert_eq!(trino_real(3.4e38), "3.4E38");
+        assert_eq!(trino_real(1.5), "1.5");
         assert_eq!(year_to_month(41), "3-5");
         assert_eq!(year_to_month(-31), "-2-7");
         assert_eq!(day_to_second(2 * 86_400_000 + 3 * 3_600_000), "2 03:00:00.000");
