@@ -190,7 +190,7 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
         .collect();
     Parser::new(&dialect)
         .with_recursion_limit(RECURSION_LIMIT)
-        .with_tokens_with_locations(trim_side_alone(type_syntax(parenthesize_values(tokens))))
+        .with_tokens_with_locations(trim_side_alone(type_syntax(parenthesize_values(values_subqueries(tokens)))))
         .parse_statements()
         .map_err(|e| match e {
             _ if dialect.exhausted() => {
@@ -382,6 +382,62 @@ fn trim_side_alone(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlp
         if insert_after.contains(&i) {
             out.push(sqlparser::tokenizer::TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space)));
             out.push(sqlparser::tokenizer::TokenWithSpan::wrap(Token::SingleQuotedString(" ".into())));
+        }
+    }
+    out
+}
+
+/// Trino accepts `x IN (VALUES …)` and `x = ANY (VALUES …)`; sqlparser reads
+/// a subquery there only when it starts with SELECT, so `(VALUES …)`
+/// becomes `(SELECT * FROM (VALUES …))`.
+fn values_subqueries(tokens: Vec<sqlparser::tokenizer::TokenWithSpan>) -> Vec<sqlparser::tokenizer::TokenWithSpan> {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::TokenWithSpan;
+    let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let keyword = |i: usize| match &tokens[i].token {
+        Token::Word(w) => Some(w.keyword),
+        _ => None,
+    };
+    // Positions (in `tokens`) of each `(` to open and of its matching `)`.
+    let mut opens = std::collections::HashSet::new();
+    let mut closes = std::collections::HashSet::new();
+    for p in 0..sig.len().saturating_sub(2) {
+        let quantifier = matches!(keyword(sig[p]), Some(Keyword::ANY | Keyword::ALL | Keyword::SOME | Keyword::IN));
+        if !(quantifier && tokens[sig[p + 1]].token == Token::LParen && keyword(sig[p + 2]) == Some(Keyword::VALUES)) {
+            continue;
+        }
+        let mut depth = 0;
+        for &j in &sig[p + 1..] {
+            match tokens[j].token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        opens.insert(sig[p + 1]);
+                        closes.insert(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    if opens.is_empty() {
+        return tokens;
+    }
+    let space = || TokenWithSpan::wrap(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+    let mut out = Vec::with_capacity(tokens.len() + 8 * opens.len());
+    for (i, t) in tokens.into_iter().enumerate() {
+        if closes.contains(&i) {
+            out.push(TokenWithSpan::wrap(Token::RParen));
+        }
+        let open = opens.contains(&i);
+        out.push(t);
+        if open {
+            for t in [Token::make_keyword("SELECT"), Token::Mul, Token::make_keyword("FROM"), Token::LParen] {
+                out.push(space());
+                out.push(TokenWithSpan::wrap(t));
+            }
         }
     }
     out
