@@ -16,7 +16,7 @@ use sediment_engine::files::{DataFile, FileListTable};
 use sediment_engine::schema::curated_events_file_schema;
 use sediment_engine::state::{CuratedDay, ManifestCache, curated_days, list_raw};
 use sediment_lake::Lake;
-use sediment_lake::manifest::{Manifest, ManifestV1};
+use sediment_lake::manifest::{GroupCount, Manifest, ManifestV1};
 use sediment_lake::paths::{EVENTS_TABLE, curated_file, manifest_key, table_root};
 use sediment_lake::schema::{
     AGGREGATE_ID, AGGREGATE_TYPE, EVENT_ID, EVENT_TYPE, INGESTED_AT, OCCURRED_AT, PAYLOAD, SEQUENCE, SOURCE, SOURCE_POSITION, raw_schema,
@@ -168,6 +168,19 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
         checksum: summary.checksum.hex(),
         files: summary.files.iter().map(|f| f.path.clone()).collect(),
         created_at: chrono::Utc::now(),
+        // Recorded only when they account for every row written: readers
+        // answer counts from them instead of the files.
+        counts: (summary.counts.values().sum::<u64>() == summary.rows).then(|| {
+            summary
+                .counts
+                .iter()
+                .map(|((event_type, aggregate_type), rows)| GroupCount {
+                    event_type: event_type.clone(),
+                    aggregate_type: aggregate_type.clone(),
+                    rows: *rows,
+                })
+                .collect()
+        }),
     };
     let body = serde_json::to_vec_pretty(&Manifest::V1(manifest)).map_err(|e| Error::Internal(e.to_string()))?;
     lake.put_if_absent(&manifest_key(EVENTS_TABLE, dt, &run), body.into()).await?;

@@ -33,6 +33,8 @@ pub struct WriteSummary {
     pub bytes: u64,
     /// Checksum of the `event_id` column, when the schema has one.
     pub checksum: IdChecksum,
+    /// Rows by (`event_type`, `aggregate_type`), when the schema has both.
+    pub counts: std::collections::BTreeMap<(String, String), u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,20 @@ pub async fn write_files(
         if let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
             for i in 0..ids.len() {
                 summary.checksum.add(ids.value(i));
+            }
+        }
+        if let (Some(types), Some(aggregates)) = (
+            batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+            batch.column_by_name("aggregate_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+        ) {
+            let mut here: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
+            // Both are required columns; a null (never written) is simply
+            // not counted, and the manifest then records no counts.
+            for i in (0..types.len()).filter(|&i| types.is_valid(i) && aggregates.is_valid(i)) {
+                *here.entry((types.value(i), aggregates.value(i))).or_default() += 1;
+            }
+            for ((t, a), n) in here {
+                *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
             }
         }
         if current.is_none() {

@@ -33,8 +33,8 @@ pub fn date32(d: NaiveDate) -> i32 {
 /// The `events` table provider.
 #[derive(Debug)]
 pub struct EventsTable {
-    lake: Lake,
-    manifests: Arc<ManifestCache>,
+    pub(crate) lake: Lake,
+    pub(crate) manifests: Arc<ManifestCache>,
 }
 
 impl EventsTable {
@@ -50,7 +50,7 @@ pub fn only_references(expr: &Expr, column: &str) -> bool {
 }
 
 /// Keeps the days `filters` accept (evaluating per call, for state loading).
-fn day_filter(state: &dyn Session, filters: &[Expr]) -> impl Fn(NaiveDate) -> bool + Send + Sync {
+pub(crate) fn day_filter(state: &dyn Session, filters: &[Expr]) -> impl Fn(NaiveDate) -> bool + Send + Sync {
     let filters: Vec<Expr> = filters.iter().filter(|f| only_references(f, DT)).cloned().collect();
     // Evaluate over a wide span once: every date a lake can hold is in 1900..=9999,
     // but only days that exist matter; evaluating lazily per date is simplest.
@@ -101,13 +101,27 @@ fn curated_files(state: &EventsState) -> Vec<DataFile> {
 
 /// The logical plan of `events` for one state: curated ∪ deduplicated uncovered raw.
 pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
-    let dt = || vec![Arc::new(dt_field())];
-    let curated = FileListTable::new(curated_events_file_schema(), dt(), curated_files(state));
-    let curated_plan =
-        || -> Result<LogicalPlanBuilder> { LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated.clone())), None) };
+    let Some(raw) = raw_plan(state)? else {
+        return curated_plan(state)?.project(typed_columns())?.build();
+    };
+    if state.curated.is_empty() {
+        return raw.build();
+    }
+    curated_plan(state)?.project(typed_columns())?.union(raw.build()?)?.build()
+}
+
+/// The curated days' files, in the file schema plus `dt`.
+fn curated_plan(state: &EventsState) -> Result<LogicalPlanBuilder> {
+    let curated = FileListTable::new(curated_events_file_schema(), vec![Arc::new(dt_field())], curated_files(state));
+    LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated)), None)
+}
+
+/// The events of the uncovered raw files (typed, each `event_id` once per
+/// day, none already in a curated day); `None` when there are none.
+pub fn raw_plan(state: &EventsState) -> Result<Option<LogicalPlanBuilder>> {
     let uncovered = state.uncovered();
     if uncovered.is_empty() {
-        return curated_plan()?.project(typed_columns())?.build();
+        return Ok(None);
     }
     let raw_files: Vec<DataFile> = uncovered
         .iter()
@@ -120,7 +134,7 @@ pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
             })
         })
         .collect();
-    let raw = FileListTable::new(raw_schema(), dt(), raw_files);
+    let raw = FileListTable::new(raw_schema(), vec![Arc::new(dt_field())], raw_files);
     // The first copy of each event by arrival wins, as in compaction.
     let mut raw_plan = LogicalPlanBuilder::scan("raw", provider_as_source(Arc::new(raw)), None)?.project(typed_columns())?.distinct_on(
         vec![col(DT), col(EVENT_ID)],
@@ -136,16 +150,13 @@ pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
     let overlap: BTreeSet<NaiveDate> = uncovered.keys().filter(|d| state.curated.contains_key(d)).copied().collect();
     if !overlap.is_empty() {
         let days: Vec<Expr> = overlap.iter().map(|d| lit(ScalarValue::Date32(Some(date32(*d))))).collect();
-        let seen = curated_plan()?
+        let seen = curated_plan(state)?
             .filter(col(DT).in_list(days, false))?
             .project(vec![col(DT).alias("c_dt"), col(EVENT_ID).alias("c_event_id")])?
             .build()?;
         raw_plan = raw_plan.join(seen, JoinType::LeftAnti, (vec![DT, EVENT_ID], vec!["c_dt", "c_event_id"]), None)?;
     }
-    if state.curated.is_empty() {
-        return raw_plan.build();
-    }
-    curated_plan()?.project(typed_columns())?.union(raw_plan.build()?)?.build()
+    Ok(Some(raw_plan))
 }
 
 #[async_trait]

@@ -15,6 +15,7 @@
 //!   and that can spill a build side with an exchange in it.
 
 pub mod catalog;
+pub mod counts;
 pub mod delta;
 pub mod events;
 pub mod files;

@@ -38,6 +38,19 @@ pub struct ManifestV1 {
     /// Data files written, relative to the table root.
     pub files: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// The day's rows by event type and aggregate type (exact), so counts
+    /// over curated days are answered without opening their files. Absent
+    /// from manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Vec<GroupCount>>,
+}
+
+/// Rows of one (event type, aggregate type) in a curated day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupCount {
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub rows: u64,
 }
 
 /// What a derived table's day (a projection snapshot or a view day) was
@@ -137,9 +150,15 @@ mod tests {
             checksum: IdChecksum::default().hex(),
             files: vec![],
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
+            counts: None,
         });
         let text = serde_json::to_string(&m).unwrap();
         assert!(text.starts_with(r#"{"version":"1","table":"events""#), "{text}");
+        assert!(!text.contains("counts"), "{text}");
         assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+        let Manifest::V1(mut with) = m;
+        with.counts = Some(vec![GroupCount { event_type: "OrderPlaced".into(), aggregate_type: "Order".into(), rows: 1 }]);
+        let text = serde_json::to_string(&Manifest::V1(with.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), Manifest::V1(with));
     }
 }
