@@ -16,7 +16,9 @@
 //! The state is the one `events` itself would use (raw listed first, Delta
 //! snapshot after, ADR 0002), so the counts are those of `events` at that
 //! instant. A curated day whose manifest predates the counts makes the
-//! scan count from the files instead.
+//! scan count from the files instead, and the rule stands aside while the
+//! manifest cache knows of such a day (so `count(*)` alone keeps the Delta
+//! log's row counts).
 
 use std::sync::Arc;
 
@@ -220,6 +222,11 @@ impl OptimizerRule for CountsFromManifests {
         }
         let provider = source_as_provider(&scan.source)?;
         let Some(events) = provider.downcast_ref::<EventsTable>() else { return Ok(Transformed::no(plan)) };
+        // A lake with days compacted before manifests had counts: count the
+        // files as before (and `count(*)` alone from the Delta log).
+        if !events.manifests.counts_complete() {
+            return Ok(Transformed::no(plan));
+        }
         let counts = EventCounts { lake: events.lake.clone(), manifests: Arc::clone(&events.manifests) };
         let mut b = LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(Arc::new(counts)), None)?;
         if let Some(p) = conjunction(scan.filters.clone()) {

@@ -103,9 +103,30 @@ pub struct ManifestCache {
     pub tables: delta::TableCache,
     raw_listing_ttl: Duration,
     raw_listing: Mutex<Option<(Instant, Arc<RawByDay>)>>,
+    /// Curated `events` days last loaded with a manifest that records no
+    /// counts (written before manifests had them): while any is known,
+    /// counts are not answered from manifests (ADR 0010).
+    uncounted: Mutex<BTreeSet<NaiveDate>>,
 }
 
 impl ManifestCache {
+    /// Whether every curated `events` day loaded so far had counts in its
+    /// manifest, as of its latest load.
+    pub fn counts_complete(&self) -> bool {
+        self.uncounted.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    fn note_counts(&self, curated: &BTreeMap<NaiveDate, CuratedDay>) {
+        let mut uncounted = self.uncounted.lock().unwrap_or_else(|p| p.into_inner());
+        for (dt, day) in curated {
+            if day.manifest.counts.is_some() {
+                uncounted.remove(dt);
+            } else {
+                uncounted.insert(*dt);
+            }
+        }
+    }
+
     /// A cache that reuses a listing of all raw files for `ttl` (ADR 0006).
     pub fn with_raw_listing_ttl(ttl: Duration) -> Self {
         Self { raw_listing_ttl: ttl, ..Self::default() }
@@ -261,6 +282,7 @@ pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(Naiv
     };
     let files = delta::snapshot_files(&table)?;
     let curated = curated_days(lake, cache, EVENTS_TABLE, files, keep).await?;
+    cache.note_counts(&curated);
     Ok(EventsState { version: table.version().map(|v| v as i64), curated, raw })
 }
 
