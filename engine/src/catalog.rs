@@ -14,7 +14,6 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableProviderFilterPushDown, cast, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::empty::EmptyExec;
 use futures::StreamExt;
 use sediment_lake::Lake;
 use sediment_lake::config::{Config, Projection};
@@ -22,7 +21,7 @@ use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
 use sediment_lake::paths::{manifest_key, run_id_of_curated_file, table_root};
 
 use crate::delta::{self, SnapshotFile};
-use crate::events::{EventsTable, date32, only_references};
+use crate::events::{EventsTable, date32, empty, exact_filters, pushdown_by_partition};
 use crate::files::{DataFile, FileListTable};
 use crate::fold::{Folder, States, fold_batch};
 use crate::state::{ManifestCache, load_events};
@@ -214,14 +213,6 @@ async fn plan_typed(
     session.create_physical_plan(&plan.build()?).await
 }
 
-fn empty(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> Result<Arc<dyn ExecutionPlan>> {
-    let projected = match projection {
-        Some(p) => Arc::new(schema.project(p)?),
-        None => Arc::clone(schema),
-    };
-    Ok(Arc::new(EmptyExec::new(projected)))
-}
-
 #[async_trait]
 impl TableProvider for DerivedTable {
     fn schema(&self) -> SchemaRef {
@@ -233,12 +224,7 @@ impl TableProvider for DerivedTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if only_references(f, &self.partition) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact }
-            })
-            .collect())
+        Ok(pushdown_by_partition(filters, &self.partition))
     }
 
     async fn scan(
@@ -254,8 +240,8 @@ impl TableProvider for DerivedTable {
         }
         let table = Arc::new(self.files_table(&days));
         // The partition filters (exact); the others stay above the scan.
-        let exact: Vec<Expr> = filters.iter().filter(|f| only_references(f, &self.partition)).cloned().collect();
-        let limit = if exact.len() == filters.len() { limit } else { None };
+        let (exact, all) = exact_filters(filters, &self.partition);
+        let limit = limit.filter(|_| all);
         plan_typed(session, &self.name, table, &self.schema, projection, &exact, limit).await
     }
 }

@@ -35,12 +35,11 @@ use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableProvi
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 use datafusion::physical_plan::ExecutionPlan;
-use sediment_lake::Lake;
 use sediment_lake::schema::{AGGREGATE_TYPE, DT, EVENT_TYPE};
 
-use crate::events::{EventsTable, date32, day_filter, events_plan, only_references, raw_plan};
+use crate::events::{EventsTable, date32, events_plan, finish_scan, load_for_scan, pushdown_by_partition, raw_plan};
 use crate::schema::events_schema;
-use crate::state::{EventsState, ManifestCache, load_events};
+use crate::state::EventsState;
 
 /// The count column of [`EventCounts`].
 pub const ROWS: &str = "__rows";
@@ -61,8 +60,8 @@ fn counts_schema() -> SchemaRef {
 /// `events` counted by `(dt, event_type, aggregate_type)`.
 #[derive(Debug)]
 pub struct EventCounts {
-    lake: Lake,
-    manifests: Arc<ManifestCache>,
+    /// The `events` table counted (its lake and caches).
+    events: EventsTable,
 }
 
 /// Whether an expression references only the counted columns.
@@ -115,10 +114,7 @@ impl TableProvider for EventCounts {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| if only_references(f, DT) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
-            .collect())
+        Ok(pushdown_by_partition(filters, DT))
     }
 
     async fn scan(
@@ -126,20 +122,11 @@ impl TableProvider for EventCounts {
         session: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        _limit: Option<usize>,
+        limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let keep = day_filter(session, filters);
-        let state =
-            load_events(&self.lake, &self.manifests, &keep).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        let mut plan = LogicalPlanBuilder::from(counts_plan(&state)?);
-        if let Some(predicate) = conjunction(filters.iter().filter(|f| only_references(f, DT)).cloned()) {
-            plan = plan.filter(predicate)?;
-        }
-        if let Some(p) = projection {
-            let schema = counts_schema();
-            plan = plan.project(p.iter().map(|&i| col(schema.field(i).name())).collect::<Vec<_>>())?;
-        }
-        session.create_physical_plan(&plan.build()?).await
+        let state = load_for_scan(&self.events, session, filters).await?;
+        let plan = finish_scan(LogicalPlanBuilder::from(counts_plan(&state)?), &counts_schema(), filters, DT, projection, limit)?;
+        session.create_physical_plan(&plan).await
     }
 }
 
@@ -227,7 +214,7 @@ impl OptimizerRule for CountsFromManifests {
         if !events.manifests.counts_complete() {
             return Ok(Transformed::no(plan));
         }
-        let counts = EventCounts { lake: events.lake.clone(), manifests: Arc::clone(&events.manifests) };
+        let counts = EventCounts { events: EventsTable::new(events.lake.clone(), Arc::clone(&events.manifests)) };
         let mut b = LogicalPlanBuilder::scan(scan.table_name.clone(), provider_as_source(Arc::new(counts)), None)?;
         if let Some(p) = conjunction(scan.filters.clone()) {
             b = b.filter(p)?;

@@ -43,6 +43,63 @@ impl EventsTable {
     }
 }
 
+/// `Exact` for the filters on `partition` alone, which a lake table answers
+/// itself (pruned days, or applied in its plan), `Inexact` for the rest:
+/// those stay above the scan and reach the Parquet scans from there.
+pub(crate) fn pushdown_by_partition(filters: &[&Expr], partition: &str) -> Vec<TableProviderFilterPushDown> {
+    filters
+        .iter()
+        .map(|f| if only_references(f, partition) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
+        .collect()
+}
+
+/// The filters on `partition` alone, and whether they are all of them (a
+/// limit may only be applied below the scan then).
+pub(crate) fn exact_filters(filters: &[Expr], partition: &str) -> (Vec<Expr>, bool) {
+    let exact: Vec<Expr> = filters.iter().filter(|f| only_references(f, partition)).cloned().collect();
+    let all = exact.len() == filters.len();
+    (exact, all)
+}
+
+/// An empty scan of `schema`'s projection.
+pub(crate) fn empty(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> Result<Arc<dyn ExecutionPlan>> {
+    let projected = match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => Arc::clone(schema),
+    };
+    Ok(Arc::new(EmptyExec::new(projected)))
+}
+
+/// A provider's plan finished as its scan: the exact filters (the others
+/// stay above the scan; applying them here too would evaluate each twice),
+/// the projection, and the limit when every filter was exact.
+pub(crate) fn finish_scan(
+    mut plan: LogicalPlanBuilder,
+    schema: &Schema,
+    filters: &[Expr],
+    partition: &str,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<LogicalPlan> {
+    let (exact, all) = exact_filters(filters, partition);
+    if let Some(predicate) = conjunction(exact) {
+        plan = plan.filter(predicate)?;
+    }
+    if let Some(p) = projection {
+        plan = plan.project(p.iter().map(|&i| col(schema.field(i).name())).collect::<Vec<_>>())?;
+    }
+    if let Some(n) = limit.filter(|_| all) {
+        plan = plan.limit(0, Some(n))?;
+    }
+    plan.build()
+}
+
+/// The `events` state for the days `filters` keep.
+pub(crate) async fn load_for_scan(table: &EventsTable, session: &dyn Session, filters: &[Expr]) -> Result<EventsState> {
+    let keep = day_filter(session, filters);
+    load_events(&table.lake, &table.manifests, &keep).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+}
+
 /// True for filters that reference only `column`.
 pub fn only_references(expr: &Expr, column: &str) -> bool {
     let cols = expr.column_refs();
@@ -170,10 +227,7 @@ impl TableProvider for EventsTable {
     }
 
     fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| if only_references(f, DT) { TableProviderFilterPushDown::Exact } else { TableProviderFilterPushDown::Inexact })
-            .collect())
+        Ok(pushdown_by_partition(filters, DT))
     }
 
     async fn scan(
@@ -183,32 +237,11 @@ impl TableProvider for EventsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let keep = day_filter(session, filters);
-        let state =
-            load_events(&self.lake, &self.manifests, &keep).await.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        let state = load_for_scan(self, session, filters).await?;
         if state.curated.is_empty() && state.raw.is_empty() {
-            let schema = events_schema();
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return empty(&events_schema(), projection);
         }
-        let mut plan = LogicalPlanBuilder::from(events_plan(&state)?);
-        // Only the `dt` filters, which this table answers exactly: the others
-        // stay above the scan (inexact) and reach the Parquet scans from
-        // there; applying them here as well would evaluate each twice.
-        if let Some(predicate) = conjunction(filters.iter().filter(|f| only_references(f, DT)).cloned()) {
-            plan = plan.filter(predicate)?;
-        }
-        if let Some(p) = projection {
-            let schema = events_schema();
-            plan = plan.project(p.iter().map(|&i| col(schema.field(i).name())).collect::<Vec<_>>())?;
-        }
-        // (A limit comes only with filters all answered here.)
-        if let Some(n) = limit.filter(|_| filters.iter().all(|f| only_references(f, DT))) {
-            plan = plan.limit(0, Some(n))?;
-        }
-        session.create_physical_plan(&plan.build()?).await
+        let plan = finish_scan(LogicalPlanBuilder::from(events_plan(&state)?), &events_schema(), filters, DT, projection, limit)?;
+        session.create_physical_plan(&plan).await
     }
 }
