@@ -140,14 +140,16 @@ fn group_arg(args: &[ArrayRef]) -> Result<Option<Int64Array>> {
     if args.len() > 2 { Ok(Some(ints(&args[2])?)) } else { Ok(None) }
 }
 
-fn regexp_extract(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+/// The rows of `regexp_extract` and `regexp_extract_all`: `f(builder,
+/// text, pattern, group)` for each row whose text and pattern are not null
+/// (`null(builder)` for the others), once the group is known to exist.
+fn extract_rows<B>(args: &[ArrayRef], mut b: B, null: impl Fn(&mut B), mut f: impl FnMut(&mut B, &str, &Regex, usize)) -> Result<B> {
     let (s, p, g) = (strings(&args[0])?, strings(&args[1])?, group_arg(args)?);
     let mut pats = Patterns(None);
-    let mut b = StringBuilder::new();
     for i in 0..s.len() {
         let pj = at(p.len(), i);
         if s.is_null(i) || p.is_null(pj) {
-            b.append_null();
+            null(&mut b);
             continue;
         }
         let re = pats.get(p.value(pj))?;
@@ -155,31 +157,30 @@ fn regexp_extract(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
         if group >= re.captures_len() {
             return exec_err!("Pattern has {} groups. Cannot access group {group}", re.captures_len() - 1);
         }
-        b.append_option(re.captures(s.value(i)).and_then(|c| c.get(group)).map(|m| m.as_str()));
+        f(&mut b, s.value(i), re, group);
     }
+    Ok(b)
+}
+
+fn regexp_extract(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
+    let mut b = extract_rows(args, StringBuilder::new(), StringBuilder::append_null, |b, text, re, group| {
+        b.append_option(re.captures(text).and_then(|c| c.get(group)).map(|m| m.as_str()))
+    })?;
     Ok(Arc::new(b.finish()))
 }
 
 fn regexp_extract_all(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {
-    let (s, p, g) = (strings(&args[0])?, strings(&args[1])?, group_arg(args)?);
-    let mut pats = Patterns(None);
-    let mut b = ListBuilder::new(StringBuilder::new());
-    for i in 0..s.len() {
-        let pj = at(p.len(), i);
-        if s.is_null(i) || p.is_null(pj) {
-            b.append_null();
-            continue;
-        }
-        let re = pats.get(p.value(pj))?;
-        let group = g.as_ref().map(|g| g.value(at(g.len(), i))).unwrap_or(0) as usize;
-        if group >= re.captures_len() {
-            return exec_err!("Pattern has {} groups. Cannot access group {group}", re.captures_len() - 1);
-        }
-        for c in re.captures_iter(s.value(i)) {
-            b.values().append_option(c.get(group).map(|m| m.as_str()));
-        }
-        b.append(true);
-    }
+    let mut b = extract_rows(
+        args,
+        ListBuilder::new(StringBuilder::new()),
+        |b| b.append_null(),
+        |b, text, re, group| {
+            for c in re.captures_iter(text) {
+                b.values().append_option(c.get(group).map(|m| m.as_str()));
+            }
+            b.append(true);
+        },
+    )?;
     Ok(Arc::new(b.finish()))
 }
 
