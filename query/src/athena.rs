@@ -1,5 +1,7 @@
-//! The Athena API (AWS JSON 1.1): `POST /` with `X-Amz-Target:
-//! AmazonAthena.<Operation>`. Enough of it for boto3, PyAthena, awswrangler
+//! The Athena API, in both bindings AWS SDKs use: AWS JSON 1.1 (`POST /`
+//! with `X-Amz-Target: AmazonAthena.<Operation>`) and REST-JSON (`POST
+//! /query-executions`, `GET /data-catalogs/…`, as botocore 1.44 and later
+//! send it). Enough of it for boto3, PyAthena, awswrangler
 //! and SQLAlchemy clients: query executions with their lifecycle, paged
 //! results with Trino column types, workgroups and the data catalog.
 
@@ -132,7 +134,7 @@ fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// `POST /` dispatch on `X-Amz-Target`.
+/// `POST /` dispatch on `X-Amz-Target` (the AWS JSON 1.1 binding).
 pub async fn dispatch(
     State(state): State<Arc<AppState>>,
     key: Option<axum::Extension<crate::server::KeyId>>,
@@ -143,49 +145,140 @@ pub async fn dispatch(
     let Some(op) = target.strip_prefix("AmazonAthena.") else {
         return invalid(format!("unknown target {target:?}; expected AmazonAthena.<Operation>")).into_response();
     };
-    let req: Value = if body.is_empty() {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => return invalid(format!("the body is not JSON: {e}")).into_response(),
-        }
+    let req = match body_json(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
     };
-    let result = match op {
-        "StartQueryExecution" => start(&state, &req, key.map(|k| k.0.0)).await,
-        "GetQueryExecution" => get_execution(&state, &req),
-        "BatchGetQueryExecution" => batch_get(&state, &req),
-        "GetQueryResults" => get_results(&state, &req).await,
-        "StopQueryExecution" => stop(&state, &req),
-        "ListQueryExecutions" => list_executions(&state, &req),
-        "GetWorkGroup" => get_workgroup(&state, &req),
+    match operation(&state, key, op, &req).await {
+        Ok(v) => ([("content-type", "application/x-amz-json-1.1")], Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn body_json(body: &[u8]) -> Result<Value, AthenaError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| invalid(format!("the body is not JSON: {e}")))
+}
+
+/// The path prefixes of the Athena API's REST-JSON binding (what current
+/// AWS SDKs send: `POST /query-executions`, `GET /data-catalogs/…`).
+pub const REST_PREFIXES: [&str; 4] = ["/query-executions", "/batch-get-query-executions", "/workgroups", "/data-catalogs"];
+
+/// The REST-JSON binding: the operation and its URI members from the method
+/// and path, query-string members from the query, the rest from the body;
+/// then the same operations as [`dispatch`].
+pub async fn rest_json(
+    State(state): State<Arc<AppState>>,
+    key: Option<axum::Extension<crate::server::KeyId>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> Response {
+    let answer = async {
+        let mut req = body_json(&body)?;
+        let segments: Vec<String> = uri
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+            .collect();
+        let (op, members) = rest_operation(&method, &segments)
+            .ok_or_else(|| invalid(format!("{method} {} is not an operation of the Athena API that Sediment serves", uri.path())))?;
+        let Some(fields) = req.as_object_mut() else { return Err(invalid("the body is not a JSON object")) };
+        for (name, value) in members {
+            fields.insert(name.to_owned(), Value::String(value));
+        }
+        for (name, value) in url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+            let value = match (name.as_ref(), value.parse::<u64>()) {
+                ("MaxResults", Ok(n)) => json!(n),
+                _ => Value::String(value.into_owned()),
+            };
+            fields.insert(name.into_owned(), value);
+        }
+        operation(&state, key, op, &req).await
+    };
+    match answer.await {
+        Ok(v) => ([("content-type", "application/json")], Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The operation a REST-JSON request names, with its URI members.
+fn rest_operation(method: &axum::http::Method, path: &[String]) -> Option<(&'static str, Vec<(&'static str, String)>)> {
+    use axum::http::Method;
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    let get = *method == Method::GET;
+    let post = *method == Method::POST;
+    let one = |name: &'static str, v: &str| vec![(name, v.to_owned())];
+    Some(match p.as_slice() {
+        ["query-executions"] if post => ("StartQueryExecution", vec![]),
+        ["query-executions"] if get => ("ListQueryExecutions", vec![]),
+        ["query-executions", id] if get => ("GetQueryExecution", one("QueryExecutionId", id)),
+        ["query-executions", id, "results"] if get => ("GetQueryResults", one("QueryExecutionId", id)),
+        ["query-executions", id, "stop"] if post => ("StopQueryExecution", one("QueryExecutionId", id)),
+        ["batch-get-query-executions"] if post => ("BatchGetQueryExecution", vec![]),
+        ["workgroups"] if get => ("ListWorkGroups", vec![]),
+        ["workgroups", wg] if get => ("GetWorkGroup", one("WorkGroup", wg)),
+        ["workgroups", wg, "prepared-statements"] if post => ("CreatePreparedStatement", one("WorkGroup", wg)),
+        ["workgroups", wg, "prepared-statements", name] if get => {
+            ("GetPreparedStatement", vec![("WorkGroup", (*wg).to_owned()), ("StatementName", (*name).to_owned())])
+        }
+        ["data-catalogs"] if get => ("ListDataCatalogs", vec![]),
+        ["data-catalogs", name] if get => ("GetDataCatalog", one("Name", name)),
+        ["data-catalogs", c, "databases"] if get => ("ListDatabases", one("CatalogName", c)),
+        ["data-catalogs", c, "databases", d] if get => {
+            ("GetDatabase", vec![("CatalogName", (*c).to_owned()), ("DatabaseName", (*d).to_owned())])
+        }
+        ["data-catalogs", c, "databases", d, "tables"] if get => {
+            ("ListTableMetadata", vec![("CatalogName", (*c).to_owned()), ("DatabaseName", (*d).to_owned())])
+        }
+        ["data-catalogs", c, "databases", d, "tables", t] if get => {
+            ("GetTableMetadata", vec![("CatalogName", (*c).to_owned()), ("DatabaseName", (*d).to_owned()), ("TableName", (*t).to_owned())])
+        }
+        _ => return None,
+    })
+}
+
+/// One Athena operation on its input members, whichever binding carried it.
+async fn operation(
+    state: &Arc<AppState>,
+    key: Option<axum::Extension<crate::server::KeyId>>,
+    op: &str,
+    req: &Value,
+) -> Result<Value, AthenaError> {
+    match op {
+        "StartQueryExecution" => start(state, req, key.map(|k| k.0.0)).await,
+        "GetQueryExecution" => get_execution(state, req),
+        "BatchGetQueryExecution" => batch_get(state, req),
+        "GetQueryResults" => get_results(state, req).await,
+        "StopQueryExecution" => stop(state, req),
+        "ListQueryExecutions" => list_executions(state, req),
+        "GetWorkGroup" => get_workgroup(state, req),
         "ListWorkGroups" => Ok(
             json!({"WorkGroups": [{"Name": "primary", "State": "ENABLED", "Description": "Sediment", "EngineVersion": engine_version()}]}),
         ),
         "ListDataCatalogs" => Ok(json!({"DataCatalogsSummary": [{"CatalogName": "AwsDataCatalog", "Type": "GLUE"}]})),
         "GetDataCatalog" => Ok(json!({"DataCatalog": {"Name": "AwsDataCatalog", "Type": "GLUE", "Description": "The Sediment lake"}})),
-        "ListDatabases" => Ok(list_databases(&state)),
-        "GetDatabase" => get_database(&state, &req),
-        "ListTableMetadata" => list_tables(&state, &req).await,
-        "GetTableMetadata" => get_table(&state, &req).await,
+        "ListDatabases" => Ok(list_databases(state)),
+        "GetDatabase" => get_database(state, req),
+        "ListTableMetadata" => list_tables(state, req).await,
+        "GetTableMetadata" => get_table(state, req).await,
         "CreatePreparedStatement" => {
-            let (Some(name), Some(sql)) = (str_field(&req, "StatementName"), str_field(&req, "QueryStatement")) else {
-                return invalid("StatementName and QueryStatement are required").into_response();
+            let (Some(name), Some(sql)) = (str_field(req, "StatementName"), str_field(req, "QueryStatement")) else {
+                return Err(invalid("StatementName and QueryStatement are required"));
             };
             match state.service.prepare(name, sql) {
                 Ok(()) => Ok(json!({})),
                 Err(e) => Err(invalid(e.message)),
             }
         }
-        "GetPreparedStatement" => match str_field(&req, "StatementName").and_then(|n| state.service.prepared(n).map(|s| (n, s.sql))) {
+        "GetPreparedStatement" => match str_field(req, "StatementName").and_then(|n| state.service.prepared(n).map(|s| (n, s.sql))) {
             Some((n, s)) => Ok(json!({"PreparedStatement": {"StatementName": n, "QueryStatement": s, "WorkGroupName": "primary"}})),
             None => Err(AthenaError("ResourceNotFoundException", "prepared statement not found".into())),
         },
         other => Err(invalid(format!("operation {other} is not supported by Sediment"))),
-    };
-    match result {
-        Ok(v) => ([("content-type", "application/x-amz-json-1.1")], Json(v)).into_response(),
-        Err(e) => e.into_response(),
     }
 }
 

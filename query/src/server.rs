@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 
 use crate::athena::{self, Executions};
 use crate::console;
@@ -30,6 +30,13 @@ pub fn app(service: Arc<QueryService>) -> Router {
     let state = Arc::new(AppState { service, metrics: Metrics::default(), executions: Executions::default() });
     Router::new()
         .route("/", post(athena::dispatch))
+        .route("/query-executions", any(athena::rest_json))
+        .route("/query-executions/{*rest}", any(athena::rest_json))
+        .route("/batch-get-query-executions", any(athena::rest_json))
+        .route("/workgroups", any(athena::rest_json))
+        .route("/workgroups/{*rest}", any(athena::rest_json))
+        .route("/data-catalogs", any(athena::rest_json))
+        .route("/data-catalogs/{*rest}", any(athena::rest_json))
         .route("/v1/query", post(rest::query))
         .route("/v1/lake", get(rest::lake))
         .route("/metrics", get(rest::metrics))
@@ -57,7 +64,7 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 /// Athena call).
 async fn limit_body(req: Request, next: Next) -> Response {
     use futures::StreamExt;
-    let athena = req.headers().contains_key("x-amz-target");
+    let athena = is_athena(&req);
     let declared = req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = req.into_parts();
     let mut stream = body.into_data_stream();
@@ -109,6 +116,11 @@ async fn limit_body(req: Request, next: Next) -> Response {
     next.run(Request::from_parts(parts, axum::body::Body::from(kept))).await
 }
 
+/// A call of the Athena API, in either binding: its errors take Athena's shape.
+fn is_athena(req: &Request) -> bool {
+    req.headers().contains_key("x-amz-target") || athena::REST_PREFIXES.iter().any(|p| req.uri().path().starts_with(p))
+}
+
 /// API keys: `Authorization: Bearer <key>` (REST) or the SigV4 access key id
 /// in `Credential=<key>/…` (Athena clients). No keys configured: open.
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -127,7 +139,7 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
         let mut req = req;
         req.extensions_mut().insert(id);
         next.run(req).await
-    } else if req.headers().contains_key("x-amz-target") {
+    } else if is_athena(&req) {
         (StatusCode::FORBIDDEN, [("content-type", "application/x-amz-json-1.1")], axum::Json(serde_json::json!({"__type": "UnrecognizedClientException", "Message": "The security token included in the request is invalid."}))).into_response()
     } else {
         (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"error": {"type": "Unauthorized", "message": "a valid API key is required (Authorization: Bearer <key>)"}}))).into_response()
