@@ -19,7 +19,7 @@ use sediment_lake::{Envelope, Lake};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::parquet_out::{Row, encode, sort_rows};
+use crate::parquet_out::{Position, Row, encode, sort_rows};
 use crate::source::{Batch, SourceKind};
 
 /// Writes batches into a lake.
@@ -159,7 +159,7 @@ impl Ingestor {
                 .map(|&k| {
                     let (i, e) = &valid[k];
                     let rec = &batch.records[*i];
-                    Row { event: e, ingested_at_ms: rec.arrival_ms.unwrap_or(now_ms), position: &rec.position }
+                    Row { event: e, ingested_at_ms: rec.arrival_ms.unwrap_or(now_ms), position: Position::Text(&rec.position) }
                 })
                 .collect();
             sort_rows(&mut rows);

@@ -26,12 +26,14 @@
 //! # }
 //! ```
 
+pub mod bulk;
 pub mod generate;
 pub mod ingestor;
 pub mod lambda;
 mod parquet_out;
 pub mod source;
 
+pub use bulk::{BulkIngest, BulkOptions};
 pub use ingestor::{IngestReport, Ingestor, QuarantineRecord, batch_name};
 pub use source::{Batch, SourceKind, SourceRecord};
 

@@ -6,14 +6,23 @@ use arrow::array::{ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuil
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use sediment_lake::Envelope;
-use sediment_lake::schema::raw_schema;
+use sediment_lake::schema::{EVENT_ID, INGESTED_AT, METADATA, OCCURRED_AT, PAYLOAD, SOURCE_POSITION, raw_schema};
 
 /// One row of a raw file: the event plus where and when it arrived.
 pub(crate) struct Row<'a> {
     pub(crate) event: &'a Envelope,
     pub(crate) ingested_at_ms: i64,
-    pub(crate) position: &'a str,
+    pub(crate) position: Position<'a>,
+}
+
+/// A record's `source_position`: the source's own text, or a line of an
+/// NDJSON input (`<input>:<line>`, formatted only when the column is built).
+#[derive(Clone, Copy)]
+pub(crate) enum Position<'a> {
+    Text(&'a str),
+    Line(&'a str, u64),
 }
 
 /// Sort order of raw rows: (aggregate_type, aggregate_id, sequence), then
@@ -66,19 +75,43 @@ pub(crate) fn record_batch<'r>(rows: &'r [Row<'r>], source: &'r str) -> Result<R
         Arc::new(metadata.finish()),
         Arc::new(ingested.finish()),
         text(rows, |_| source),
-        text(rows, |r| r.position),
+        positions(rows),
     ];
     RecordBatch::try_new(raw_schema(), columns)
 }
 
+fn positions(rows: &[Row<'_>]) -> ArrayRef {
+    use std::fmt::Write as _;
+    let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 24);
+    for r in rows {
+        match r.position {
+            Position::Text(text) => b.append_value(text),
+            Position::Line(input, line) => {
+                // Writing into the builder cannot fail.
+                let _ = write!(b, "{input}:{line}");
+                b.append_value("");
+            }
+        }
+    }
+    Arc::new(b.finish())
+}
+
 pub(crate) fn writer_properties(zstd_level: i32) -> WriterProperties {
     let level = ZstdLevel::try_new(zstd_level).unwrap_or_default();
-    WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .set_created_by("sediment".to_owned())
-        .build()
+        .set_max_row_group_row_count(Some(128 * 1024));
+    // Columns whose values are (nearly) all distinct: a dictionary is
+    // built, found too large and thrown away, page after page.
+    for column in [EVENT_ID, OCCURRED_AT, PAYLOAD, METADATA, INGESTED_AT, SOURCE_POSITION] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    // No query prunes on the JSON text's minimum and maximum.
+    for column in [PAYLOAD, METADATA] {
+        props = props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    props.set_created_by("sediment".to_owned()).build()
 }
 
 /// Encodes sorted rows as one Parquet file in memory.

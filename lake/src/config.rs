@@ -52,9 +52,16 @@ pub struct LakeSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestSection {
-    /// Events per batch when ingesting NDJSON from the CLI.
+    /// `sediment ingest`: events buffered before they are encoded into
+    /// row groups of their partitions' files.
     #[serde(default = "default_cli_batch")]
     pub cli_batch_events: usize,
+    /// `sediment ingest`: bytes of events buffered before they are encoded, in MiB.
+    #[serde(default = "default_cli_buffer_mb")]
+    pub cli_buffer_mb: u64,
+    /// `sediment ingest`: a partition's raw file is finished at this size, in MiB.
+    #[serde(default = "default_cli_target_file_mb")]
+    pub cli_target_file_mb: u64,
     /// zstd level of raw Parquet files.
     #[serde(default = "default_zstd")]
     pub zstd_level: i32,
@@ -65,7 +72,13 @@ pub struct IngestSection {
 
 impl Default for IngestSection {
     fn default() -> Self {
-        Self { cli_batch_events: default_cli_batch(), zstd_level: default_zstd(), dynamodb: DynamoDbMapping::default() }
+        Self {
+            cli_batch_events: default_cli_batch(),
+            cli_buffer_mb: default_cli_buffer_mb(),
+            cli_target_file_mb: default_cli_target_file_mb(),
+            zstd_level: default_zstd(),
+            dynamodb: DynamoDbMapping::default(),
+        }
     }
 }
 
@@ -165,7 +178,13 @@ impl Default for QuerySection {
 }
 
 fn default_cli_batch() -> usize {
-    100_000
+    2_000_000
+}
+fn default_cli_buffer_mb() -> u64 {
+    512
+}
+fn default_cli_target_file_mb() -> u64 {
+    128
 }
 fn default_zstd() -> i32 {
     1

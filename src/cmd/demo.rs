@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use chrono::{Days, Utc};
 use sediment_compactor::{Compactor, DaySelection};
-use sediment_ingest::Ingestor;
 use sediment_ingest::generate::{GenerateOptions, generate};
 use sediment_lake::{Config, Lake};
 use sediment_query::QueryService;
@@ -55,8 +54,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!("2/3 ingesting into {lake_url}");
     let lake = Lake::open(&lake_url)?;
-    let ingestor = Ingestor::new(lake.clone()).with_zstd_level(config.ingest.zstd_level);
-    ingest_input(&ingestor, &events_path.display().to_string(), config.ingest.cli_batch_events).await?;
+    ingest_input(&lake, &config.ingest, &events_path.display().to_string()).await?;
     eprintln!("3/3 compacting closed days (today stays hot: visible, not yet compacted)");
     let yesterday = today.checked_sub_days(Days::new(1)).unwrap_or(today);
     let compactor = Compactor::new(lake.clone(), config.clone());
