@@ -6,11 +6,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt64Array};
+use arrow::compute::{SortOptions, filter_record_batch};
+use arrow::datatypes::{DataType, TimestampMicrosecondType};
+use arrow::row::{OwnedRow, RowConverter, SortField};
 use chrono::NaiveDate;
-use datafusion::functions::crypto::expr_fn::md5;
+use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::{ExprFunctionExt, cast, col, lit};
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{ColumnarValue, ExprFunctionExt, JoinType, ScalarUDF, Volatility, cast, col, create_udf, lit};
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 use sediment_engine::delta::snapshot_files;
 use sediment_engine::files::{DataFile, FileListTable};
 use sediment_engine::schema::curated_events_file_schema;
@@ -46,6 +56,26 @@ pub struct DayReport {
     pub duration_ms: u64,
     /// Commit attempts lost to a concurrent compactor.
     pub conflicts: u32,
+}
+
+/// `sediment_payload_digest(payload)`: the xxHash64 (seed 0) of the text, a
+/// fixed function whatever the machine, so a day's winner among exact ties
+/// is the same on every run.
+fn payload_digest() -> ScalarUDF {
+    create_udf(
+        "sediment_payload_digest",
+        vec![DataType::Utf8],
+        DataType::UInt64,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let text = arrays[0]
+                .as_string_opt::<i32>()
+                .ok_or_else(|| datafusion::error::DataFusionError::Internal(format!("payload digest of {}", arrays[0].data_type())))?;
+            let digests: UInt64Array = text.iter().map(|v| v.map(|s| twox_hash::XxHash64::oneshot(0, s.as_bytes()))).collect();
+            Ok(ColumnarValue::Array(Arc::new(digests)))
+        }),
+    )
 }
 
 fn run_id(dt: NaiveDate, raw: &[String], previous: Option<&str>) -> String {
@@ -102,8 +132,9 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
     report.raw_bytes_read = new_raw.iter().map(|o| o.size).sum();
 
     // Input: previous curated rows ∪ new raw rows, in the curated file schema.
-    let ctx = settings.session(lake)?;
-    let curated_schema = curated_events_file_schema();
+    let stored: u64 = report.raw_bytes_read + previous.iter().flat_map(|p| p.files.iter()).map(|f| f.size).sum::<u64>();
+    let partitions = if settings.fits_in_memory(stored) { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
+    let ctx = settings.session_with_partitions(lake, partitions)?;
     let prev_files: Vec<DataFile> = previous
         .iter()
         .flat_map(|p| p.files.iter())
@@ -111,50 +142,13 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
         .collect();
     let raw_files: Vec<DataFile> =
         new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] }).collect();
-    let to_curated: Vec<_> = curated_schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
-    let mut input = ctx.read_table(Arc::new(FileListTable::new(raw_schema(), vec![], raw_files)))?.select(to_curated.clone())?;
-    if !prev_files.is_empty() {
-        let prev = ctx.read_table(Arc::new(FileListTable::new(Arc::clone(&curated_schema), vec![], prev_files)))?;
-        input = prev.select(to_curated)?.union(input)?;
-    }
-    let rows_in = input.clone().count().await? as u64;
-    let winner = row_number()
-        .partition_by(vec![col(EVENT_ID)])
-        .order_by(vec![
-            col(INGESTED_AT).sort(true, false),
-            col(SOURCE_POSITION).sort(true, false),
-            col(SOURCE).sort(true, false),
-            col(EVENT_TYPE).sort(true, false),
-            col(AGGREGATE_ID).sort(true, false),
-            // A digest, not the payload itself: the sort keys are row-encoded
-            // in memory and spilled runs, and payloads are the widest column.
-            md5(col(PAYLOAD)).sort(true, false),
-        ])
-        .build()?
-        .alias("__rn");
-    let output = input
-        .window(vec![winner])?
-        .filter(col("__rn").eq(lit(1u64)))?
-        .sort(vec![
-            col(AGGREGATE_TYPE).sort(true, false),
-            col(AGGREGATE_ID).sort(true, false),
-            col(SEQUENCE).sort(true, true),
-            col(OCCURRED_AT).sort(true, false),
-            col(EVENT_ID).sort(true, false),
-        ])?
-        .select(curated_schema.fields().iter().map(|f| col(f.name())).collect::<Vec<_>>())?;
-    let stream = output.execute_stream().await?;
-    let root = table_root(EVENTS_TABLE);
-    let summary: WriteSummary = write_files(
-        lake,
-        &root,
-        Arc::clone(&curated_schema),
-        stream,
-        writer_properties(settings.compaction.zstd_level, settings.compaction.row_group_rows),
-        settings.compaction.target_file_mb << 20,
-        |part| curated_file("dt", dt, &run, part),
-    )
-    .await?;
+    let target = Target { lake, settings, dt, run: &run };
+    let merge = partitions > 1 && prev_files.len() + raw_files.len() <= MERGE_MAX_FILES;
+    let merged = if merge { merge_day(&ctx, &prev_files, &raw_files, &target).await? } else { None };
+    let (rows_in, summary) = match merged {
+        Some(done) => done,
+        None => sort_day(&ctx, &prev_files, &raw_files, &target).await?,
+    };
 
     let manifest = ManifestV1 {
         table: EVENTS_TABLE.to_owned(),
@@ -196,6 +190,438 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
     report.files_written = summary.files.len();
     report.bytes_written = summary.bytes;
     report.duration_ms = started.elapsed().as_millis() as u64;
-    let _: &SessionContext = &ctx;
     Ok(report)
+}
+
+/// Where a compaction writes the day's files.
+struct Target<'a> {
+    lake: &'a Lake,
+    settings: &'a Settings,
+    dt: NaiveDate,
+    run: &'a str,
+}
+
+impl Target<'_> {
+    async fn write(&self, stream: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin) -> Result<WriteSummary> {
+        let root = table_root(EVENTS_TABLE);
+        let props = writer_properties(self.settings.compaction.zstd_level, self.settings.compaction.row_group_rows);
+        let target_bytes = self.settings.compaction.target_file_mb << 20;
+        Ok(write_files(self.lake, &root, curated_events_file_schema(), stream, props, target_bytes, |part| {
+            curated_file("dt", self.dt, self.run, part)
+        })
+        .await?)
+    }
+}
+
+/// Files at most merged without a sort: each is a stream of its own, with
+/// a batch in flight.
+const MERGE_MAX_FILES: usize = 256;
+
+/// The order of curated files, and of every raw file (`sort_rows` in the
+/// ingest crate): aggregate, sequence (no sequence first), time, id.
+fn day_order() -> Vec<(String, SortOptions)> {
+    let asc = SortOptions { descending: false, nulls_first: false };
+    vec![
+        (AGGREGATE_TYPE.to_owned(), asc),
+        (AGGREGATE_ID.to_owned(), asc),
+        (SEQUENCE.to_owned(), SortOptions { descending: false, nulls_first: true }),
+        (OCCURRED_AT.to_owned(), asc),
+        (EVENT_ID.to_owned(), asc),
+    ]
+}
+
+/// The previous curated rows ∪ the new raw rows, in the curated file schema;
+/// with `ordering`, every file declared sorted by it. Declared, raw files
+/// are read in the curated schema (the scan widens their millisecond
+/// timestamps): a cast above the scan would hide the order of the columns
+/// after `occurred_at` from the planner.
+fn day_input(
+    ctx: &SessionContext,
+    prev_files: &[DataFile],
+    raw_files: &[DataFile],
+    ordering: Option<Vec<(String, SortOptions)>>,
+) -> Result<DataFrame> {
+    let curated_schema = curated_events_file_schema();
+    let mut input = match &ordering {
+        Some(o) => {
+            let raw = FileListTable::new(Arc::clone(&curated_schema), vec![], raw_files.to_vec()).with_file_ordering(o.clone());
+            ctx.read_table(Arc::new(raw))?
+        }
+        None => {
+            let to_curated: Vec<_> =
+                curated_schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
+            ctx.read_table(Arc::new(FileListTable::new(raw_schema(), vec![], raw_files.to_vec())))?.select(to_curated)?
+        }
+    };
+    if !prev_files.is_empty() {
+        let mut prev = FileListTable::new(Arc::clone(&curated_schema), vec![], prev_files.to_vec());
+        if let Some(o) = ordering {
+            prev = prev.with_file_ordering(o);
+        }
+        input = ctx.read_table(Arc::new(prev))?.union(input)?;
+    }
+    Ok(input)
+}
+
+fn sorted_by_day_order(frame: DataFrame) -> Result<DataFrame> {
+    let order = day_order().into_iter().map(|(c, o)| col(c).sort(!o.descending, o.nulls_first)).collect();
+    Ok(frame.sort(order)?.select(curated_events_file_schema().fields().iter().map(|f| col(f.name())).collect::<Vec<_>>())?)
+}
+
+/// Deduplication by a window over `event_id`, then a sort of the survivors:
+/// spills under the memory limit, whatever the files' order.
+async fn sort_day(
+    ctx: &SessionContext,
+    prev_files: &[DataFile],
+    raw_files: &[DataFile],
+    target: &Target<'_>,
+) -> Result<(u64, WriteSummary)> {
+    let input = day_input(ctx, prev_files, raw_files, None)?;
+    let rows_in = input.clone().count().await? as u64;
+    let winner = row_number()
+        .partition_by(vec![col(EVENT_ID)])
+        .order_by(vec![
+            col(INGESTED_AT).sort(true, false),
+            col(SOURCE_POSITION).sort(true, false),
+            col(SOURCE).sort(true, false),
+            col(EVENT_TYPE).sort(true, false),
+            col(AGGREGATE_ID).sort(true, false),
+            // A digest, not the payload itself: the sort keys are row-encoded
+            // in memory and spilled runs, and payloads are the widest column.
+            // xxHash64, not a cryptographic digest: it only orders exact ties
+            // of everything above, and it is computed for every row.
+            payload_digest().call(vec![col(PAYLOAD)]).sort(true, false),
+        ])
+        .build()?
+        .alias("__rn");
+    let output = sorted_by_day_order(input.window(vec![winner])?.filter(col("__rn").eq(lit(1u64)))?)?;
+    let summary = target.write(output.execute_stream().await?).await?;
+    Ok((rows_in, summary))
+}
+
+/// The copy of an event that wins among its duplicates: the earliest
+/// arrival, then source position, source, type and aggregate, as in
+/// [`sort_day`]'s window.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Arrival {
+    ingested_at: i64,
+    source_position: String,
+    source: String,
+    event_type: String,
+    aggregate_id: String,
+}
+
+/// Deduplication without a sort: every input file is already in the day's
+/// order, so the files are merged, and the rows of `event_id`s that occur
+/// more than once (found first from the key columns alone) are filtered to
+/// their winners as they stream past. `None` when the day needs
+/// [`sort_day`]: copies tied on every key but the payload, or a file out of
+/// order.
+async fn merge_day(
+    ctx: &SessionContext,
+    prev_files: &[DataFile],
+    raw_files: &[DataFile],
+    target: &Target<'_>,
+) -> Result<Option<(u64, WriteSummary)>> {
+    let input = day_input(ctx, prev_files, raw_files, Some(day_order()))?;
+    let Some(winners) = winners(input.clone()).await? else {
+        tracing::info!(dt = %target.dt, "copies of an event tied but for the payload; deduplicating by sort");
+        return Ok(None);
+    };
+    let output = sorted_by_day_order(input)?;
+    let mut filter = MergeFilter::new(winners);
+    let (rows_in, unsorted) = (Arc::clone(&filter.rows_in), Arc::clone(&filter.unsorted));
+    let stream = output.execute_stream().await?.map(move |batch| batch.and_then(|b| filter.apply(b)));
+    match target.write(stream).await {
+        Ok(summary) => Ok(Some((rows_in.load(Ordering::Relaxed), summary))),
+        // The files written so far carry this run's names; the sort rewrites them.
+        Err(_) if unsorted.load(Ordering::Relaxed) => {
+            tracing::warn!(dt = %target.dt, "an input file is not in the day's order; deduplicating by sort");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The key columns of the copies of every `event_id` that occurs more than
+/// once, reduced to each one's winning [`Arrival`]; `None` if two copies tie
+/// on all of them (the payload then decides, as in [`sort_day`]).
+async fn winners(input: DataFrame) -> Result<Option<HashMap<String, Arrival>>> {
+    let repeated = input
+        .clone()
+        .aggregate(vec![col(EVENT_ID)], vec![count(lit(1)).alias("__copies")])?
+        .filter(col("__copies").gt(lit(1i64)))?
+        .select(vec![col(EVENT_ID).alias("__repeated")])?;
+    let copies = input
+        .select(vec![col(EVENT_ID), col(INGESTED_AT), col(SOURCE_POSITION), col(SOURCE), col(EVENT_TYPE), col(AGGREGATE_ID)])?
+        .join(repeated, JoinType::LeftSemi, &[EVENT_ID], &["__repeated"], None)?
+        .collect()
+        .await?;
+    let mut best: HashMap<String, (Arrival, bool)> = HashMap::new();
+    for batch in &copies {
+        let text = |i: usize| {
+            batch
+                .column(i)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| Error::Internal(format!("key column {i} is {}", batch.column(i).data_type())))
+        };
+        let (ids, positions, sources, types, aggregates) = (text(0)?, text(2)?, text(3)?, text(4)?, text(5)?);
+        let ingested = batch
+            .column(1)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| Error::Internal(format!("ingested_at is {}", batch.column(1).data_type())))?;
+        for i in 0..batch.num_rows() {
+            let arrival = Arrival {
+                ingested_at: ingested.value(i),
+                source_position: positions.value(i).to_owned(),
+                source: sources.value(i).to_owned(),
+                event_type: types.value(i).to_owned(),
+                aggregate_id: aggregates.value(i).to_owned(),
+            };
+            match best.entry(ids.value(i).to_owned()) {
+                Entry::Vacant(v) => {
+                    v.insert((arrival, false));
+                }
+                Entry::Occupied(mut o) => match arrival.cmp(&o.get().0) {
+                    std::cmp::Ordering::Less => *o.get_mut() = (arrival, false),
+                    std::cmp::Ordering::Equal => o.get_mut().1 = true,
+                    std::cmp::Ordering::Greater => {}
+                },
+            }
+        }
+    }
+    if best.values().any(|(_, tied)| *tied) {
+        return Ok(None);
+    }
+    Ok(Some(best.into_iter().map(|(id, (arrival, _))| (id, arrival)).collect()))
+}
+
+/// Drops the losing copies of repeated events from the merged stream, and
+/// checks that the stream is in the day's order (the files' order is the
+/// writers' promise, kept by every writer; a broken promise falls back to
+/// [`sort_day`] rather than writing a day out of order).
+struct MergeFilter {
+    winners: HashMap<String, Arrival>,
+    order: RowConverter,
+    order_columns: Vec<usize>,
+    last: Option<OwnedRow>,
+    rows_in: Arc<AtomicU64>,
+    unsorted: Arc<AtomicBool>,
+}
+
+impl MergeFilter {
+    fn new(winners: HashMap<String, Arrival>) -> Self {
+        let schema = curated_events_file_schema();
+        let order = day_order();
+        let fields = order
+            .iter()
+            .map(|(name, options)| {
+                let field = schema.field_with_name(name).expect("day order columns are curated columns");
+                SortField::new_with_options(field.data_type().clone(), *options)
+            })
+            .collect();
+        Self {
+            winners,
+            // Strings, integers and timestamps: every type a row converter supports.
+            order: RowConverter::new(fields).expect("row-encodable sort columns"),
+            order_columns: order.iter().map(|(name, _)| schema.index_of(name).expect("curated column")).collect(),
+            last: None,
+            rows_in: Arc::default(),
+            unsorted: Arc::default(),
+        }
+    }
+
+    fn apply(&mut self, batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(batch);
+        }
+        self.rows_in.fetch_add(n as u64, Ordering::Relaxed);
+        let columns: Vec<ArrayRef> = self.order_columns.iter().map(|&i| Arc::clone(batch.column(i))).collect();
+        let rows = self.order.convert_columns(&columns)?;
+        let in_order = self.last.as_ref().is_none_or(|last| last.row() <= rows.row(0)) && (1..n).all(|i| rows.row(i - 1) <= rows.row(i));
+        if !in_order {
+            self.unsorted.store(true, Ordering::Relaxed);
+            return Err(DataFusionError::Execution("merged input is not in the day's order".into()));
+        }
+        self.last = Some(rows.row(n - 1).owned());
+        if self.winners.is_empty() {
+            return Ok(batch);
+        }
+        let schema = batch.schema();
+        let text = |name: &str| -> datafusion::error::Result<&StringArray> {
+            batch
+                .column(schema.index_of(name)?)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| DataFusionError::Internal(format!("{name} is not Utf8")))
+        };
+        let (ids, positions, sources, types, aggregates) =
+            (text(EVENT_ID)?, text(SOURCE_POSITION)?, text(SOURCE)?, text(EVENT_TYPE)?, text(AGGREGATE_ID)?);
+        let ingested = batch
+            .column(schema.index_of(INGESTED_AT)?)
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| DataFusionError::Internal("ingested_at is not microseconds".into()))?;
+        let keep: BooleanArray = (0..n)
+            .map(|i| {
+                Some(self.winners.get(ids.value(i)).is_none_or(|w| {
+                    w.ingested_at == ingested.value(i)
+                        && w.source_position == positions.value(i)
+                        && w.source == sources.value(i)
+                        && w.event_type == types.value(i)
+                        && w.aggregate_id == aggregates.value(i)
+                }))
+            })
+            .collect();
+        Ok(filter_record_batch(&batch, &keep)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int32Array, Int64Array, TimestampMillisecondArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use sediment_lake::config::CompactionSection;
+    use sediment_lake::paths::RawFile;
+
+    use super::*;
+
+    const DAY: &str = "2026-10-05";
+
+    /// A raw row: id, aggregate, sequence, occurred (ms into the day), payload, ingested (ms), position.
+    type RawRow = (&'static str, &'static str, Option<i64>, i64, &'static str, i64, &'static str);
+
+    fn day() -> NaiveDate {
+        DAY.parse().unwrap()
+    }
+
+    /// Writes rows as one raw file, in the order given (writers sort; a test may not).
+    async fn raw_file(lake: &Lake, name: &str, rows: &[RawRow]) -> DataFile {
+        let base = day().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
+        let texts = |f: &dyn Fn(&RawRow) -> &str| Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
+        let columns: Vec<ArrayRef> = vec![
+            texts(&|r| r.0),
+            texts(&|_| "Touched"),
+            Arc::new(Int32Array::from(vec![1; rows.len()])),
+            texts(&|_| "Thing"),
+            texts(&|r| r.1),
+            Arc::new(Int64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+            Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| base + r.3).collect::<Vec<_>>()).with_timezone("UTC")),
+            texts(&|r| r.4),
+            Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+            Arc::new(TimestampMillisecondArray::from(rows.iter().map(|r| base + r.5).collect::<Vec<_>>()).with_timezone("UTC")),
+            texts(&|_| "cli"),
+            texts(&|r| r.6),
+        ];
+        let batch = RecordBatch::try_new(raw_schema(), columns).unwrap();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, raw_schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let key = RawFile::new(day(), 0, name).key();
+        let size = buf.len() as u64;
+        lake.put(&key, buf.into()).await.unwrap();
+        DataFile { key, size, num_rows: None, partition_values: vec![] }
+    }
+
+    fn settings() -> Settings {
+        Settings { compaction: CompactionSection::default() }
+    }
+
+    async fn written(lake: &Lake, summary: &WriteSummary) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
+        for f in &summary.files {
+            let bytes = lake.get(&format!("{}/{}", table_root(EVENTS_TABLE), f.path)).await.unwrap();
+            out.extend(ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap().map(Result::unwrap));
+        }
+        out
+    }
+
+    async fn both(lake: &Lake, files: &[DataFile]) -> (Option<(u64, Vec<RecordBatch>)>, (u64, Vec<RecordBatch>)) {
+        let settings = settings();
+        let ctx = settings.session_with_partitions(lake, 2).unwrap();
+        let merged = merge_day(&ctx, &[], files, &Target { lake, settings: &settings, dt: day(), run: "merge" }).await.unwrap();
+        let merged = match merged {
+            Some((rows_in, summary)) => Some((rows_in, written(lake, &summary).await)),
+            None => None,
+        };
+        let (rows_in, summary) = sort_day(&ctx, &[], files, &Target { lake, settings: &settings, dt: day(), run: "sort" }).await.unwrap();
+        (merged, (rows_in, written(lake, &summary).await))
+    }
+
+    fn rows(batches: &[RecordBatch]) -> Vec<String> {
+        let all = arrow::compute::concat_batches(&curated_events_file_schema(), batches).unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&[all]).unwrap().to_string();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merging_sorted_files_equals_deduplicating_by_sort() {
+        let lake = Lake::open("memory://merge-day-1").unwrap();
+        // Sorted as writers sort: aggregate, sequence (none first), time, id.
+        let a = raw_file(
+            &lake,
+            "a",
+            &[
+                ("e0", "A", None, 5, r#"{"n":0}"#, 100, "a:1"),
+                ("e1", "A", Some(1), 10, r#"{"n":1}"#, 100, "a:2"),
+                ("e2", "A", Some(2), 20, r#"{"n":2}"#, 100, "a:3"),
+                ("e3", "B", Some(1), 10, r#"{"n":3}"#, 100, "a:4"),
+                ("e4", "C", Some(1), 40, r#"{"n":4}"#, 100, "a:5"),
+            ],
+        )
+        .await;
+        // A redelivery (later), a conflicting copy of e1 on another aggregate
+        // (later: loses), and a copy of e4 that arrived first (wins, though
+        // it sorts elsewhere).
+        let b = raw_file(
+            &lake,
+            "b",
+            &[
+                ("e2", "A", Some(2), 20, r#"{"n":2}"#, 200, "b:1"),
+                ("e4", "A", Some(9), 30, r#"{"n":44}"#, 50, "b:2"),
+                ("e1", "Z", Some(7), 10, r#"{"n":11}"#, 200, "b:3"),
+                ("e5", "Z", Some(8), 10, r#"{"n":5}"#, 200, "b:4"),
+            ],
+        )
+        .await;
+        let (merged, (rows_in, sorted)) = both(&lake, &[a, b]).await;
+        let (merged_in, merged) = merged.expect("sorted files merge");
+        assert_eq!((merged_in, rows_in), (9, 9));
+        assert_eq!(rows(&merged), rows(&sorted));
+        let ids: Vec<String> = rows(&merged).iter().filter_map(|l| l.split('|').nth(1).map(|s| s.trim().to_owned())).collect();
+        assert_eq!(ids, ["event_id", "e0", "e1", "e2", "e4", "e3", "e5"], "{:#?}", rows(&merged));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ties_but_for_the_payload_and_files_out_of_order_fall_back_to_the_sort() {
+        let lake = Lake::open("memory://merge-day-2").unwrap();
+        let tie = raw_file(
+            &lake,
+            "tie",
+            &[("e1", "A", Some(1), 10, r#"{"n":1}"#, 100, "p:1"), ("e1", "A", Some(1), 10, r#"{"n":2}"#, 100, "p:1")],
+        )
+        .await;
+        let (merged, (_, sorted)) = both(&lake, std::slice::from_ref(&tie)).await;
+        assert!(merged.is_none());
+        assert_eq!(sorted.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+
+        let lake = Lake::open("memory://merge-day-3").unwrap();
+        let unsorted =
+            raw_file(&lake, "unsorted", &[("e2", "B", Some(1), 10, "{}", 100, "p:1"), ("e1", "A", Some(1), 10, "{}", 100, "p:2")]).await;
+        let (merged, (rows_in, sorted)) = both(&lake, &[unsorted]).await;
+        assert!(merged.is_none());
+        assert_eq!((rows_in, sorted.iter().map(RecordBatch::num_rows).sum::<usize>()), (2, 2));
+    }
+
+    #[tokio::test]
+    async fn sorted_files_are_merged_not_sorted() {
+        let lake = Lake::open("memory://merge-day-4").unwrap();
+        let a = raw_file(&lake, "a", &[("e1", "A", Some(1), 10, "{}", 100, "a:1")]).await;
+        let b = raw_file(&lake, "b", &[("e2", "A", Some(2), 10, "{}", 100, "b:1")]).await;
+        let ctx = settings().session_with_partitions(&lake, 2).unwrap();
+        let frame = sorted_by_day_order(day_input(&ctx, std::slice::from_ref(&a), &[b], Some(day_order())).unwrap()).unwrap();
+        let plan = datafusion::physical_plan::displayable(frame.create_physical_plan().await.unwrap().as_ref()).indent(true).to_string();
+        assert!(plan.contains("SortPreservingMergeExec") && !plan.contains("SortExec"), "{plan}");
+    }
 }

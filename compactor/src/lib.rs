@@ -62,6 +62,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Measured with `bench/memory` (ADR 0005).
 pub const PROCESS_RESERVE_MB: u64 = 128;
 
+/// Bytes a row takes decoded in memory (Arrow arrays, sort rows) per byte
+/// of its zstd Parquet: JSON payloads compress about five to one.
+const DECODED_PER_STORED_BYTE: u64 = 6;
+
 /// The DataFusion memory pool for a compaction memory limit, in bytes.
 pub fn pool_bytes(memory_limit_mb: u64) -> usize {
     (memory_limit_mb.saturating_sub(PROCESS_RESERVE_MB) as usize / 2) << 20
@@ -76,6 +80,19 @@ pub struct Settings {
 impl Settings {
     /// A fresh DataFusion session bounded by the compaction memory limit.
     pub fn session(&self, lake: &Lake) -> Result<datafusion::prelude::SessionContext> {
+        self.session_with_partitions(lake, 1)
+    }
+
+    /// Whether a day whose inputs take `stored_bytes` in Parquet fits the
+    /// memory pool decoded, so its dedup and sort can run on every core: the
+    /// hash repartition that splits the work cannot spill, so a day that may
+    /// not fit keeps the single-partition plan, whose sorts spill.
+    pub fn fits_in_memory(&self, stored_bytes: u64) -> bool {
+        stored_bytes.saturating_mul(DECODED_PER_STORED_BYTE) <= pool_bytes(self.compaction.memory_limit_mb) as u64
+    }
+
+    /// [`Settings::session`] with `partitions` parallel partitions (see [`Settings::fits_in_memory`]).
+    pub fn session_with_partitions(&self, lake: &Lake, partitions: usize) -> Result<datafusion::prelude::SessionContext> {
         // One partition: the dedup window then needs no hash repartition,
         // whose buffers cannot spill and starved the sort's merge under a
         // small memory limit; the output is one sorted stream anyway.
@@ -84,7 +101,11 @@ impl Settings {
         // merge of spilled runs, the Parquet reader and writer, the object
         // store's upload buffers and the allocator's slack are outside the
         // pool's accounting, so the pool gets only part of the limit.
-        let opts = SessionOptions { memory_limit: pool_bytes(self.compaction.memory_limit_mb), target_partitions: 1, batch_size: 4096 };
+        let opts = SessionOptions {
+            memory_limit: pool_bytes(self.compaction.memory_limit_mb),
+            target_partitions: partitions.max(1),
+            batch_size: 4096,
+        };
         let ctx = session(lake, &opts)?;
         sediment_trino::register(&ctx);
         Ok(ctx)

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow::compute::SortOptions;
 use arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -25,6 +26,8 @@ use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 
@@ -51,6 +54,8 @@ pub struct FileListTable {
     partition_cols: Vec<FieldRef>,
     schema: SchemaRef,
     files: Vec<DataFile>,
+    /// Columns every file is sorted by, when declared.
+    file_ordering: Vec<(String, SortOptions)>,
 }
 
 impl FileListTable {
@@ -58,7 +63,16 @@ impl FileListTable {
         let mut fields: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_cols.iter().cloned());
         let schema = Arc::new(Schema::new_with_metadata(fields, file_schema.metadata().clone()));
-        Self { file_schema, partition_cols, schema, files }
+        Self { file_schema, partition_cols, schema, files, file_ordering: Vec::new() }
+    }
+
+    /// Declares every file sorted by `ordering` (column, options): each file
+    /// is then scanned as its own partition, so the order holds per
+    /// partition and a sort over the table becomes a merge of the files.
+    /// The caller vouches for the order; nothing here checks it.
+    pub fn with_file_ordering(mut self, ordering: Vec<(String, SortOptions)>) -> Self {
+        self.file_ordering = ordering;
+        self
     }
 
     pub fn files(&self) -> &[DataFile] {
@@ -183,11 +197,22 @@ impl TableProvider for FileListTable {
             statistics.num_rows = Precision::Exact(n);
             statistics.total_byte_size = Precision::Inexact(files.iter().map(|f| f.size as usize).sum());
         }
-        let groups = balance(files, state.config().target_partitions(), self.partition_cols.len());
+        let (groups, ordering) = if self.file_ordering.is_empty() {
+            (balance(files, state.config().target_partitions(), self.partition_cols.len()), vec![])
+        } else {
+            let n = files.len();
+            let ordering = self
+                .file_ordering
+                .iter()
+                .map(|(name, options)| Ok(PhysicalSortExpr::new(Arc::new(Column::new_with_schema(name, &self.schema)?), *options)))
+                .collect::<Result<Vec<_>>>()?;
+            (balance(files, n, self.partition_cols.len()), LexOrdering::new(ordering).into_iter().collect())
+        };
         let has_row_filters = filters.iter().any(|f| !self.is_partition_filter(f));
         let config = FileScanConfigBuilder::new(lake_store_url(), source)
             .with_statistics(statistics)
             .with_file_groups(groups)
+            .with_output_ordering(ordering)
             .with_projection_indices(projection.cloned())?
             .with_limit(if has_row_filters { None } else { limit })
             .build();
