@@ -133,8 +133,7 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
 
     // Input: previous curated rows ∪ new raw rows, in the curated file schema.
     let stored: u64 = report.raw_bytes_read + previous.iter().flat_map(|p| p.files.iter()).map(|f| f.size).sum::<u64>();
-    let partitions = if settings.fits_in_memory(stored) { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
-    let ctx = settings.session_with_partitions(lake, partitions)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let prev_files: Vec<DataFile> = previous
         .iter()
         .flat_map(|p| p.files.iter())
@@ -143,11 +142,19 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
     let raw_files: Vec<DataFile> =
         new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] }).collect();
     let target = Target { lake, settings, dt, run: &run };
-    let merge = partitions > 1 && prev_files.len() + raw_files.len() <= MERGE_MAX_FILES;
-    let merged = if merge { merge_day(&ctx, &prev_files, &raw_files, &target).await? } else { None };
+    let files_in = prev_files.len() + raw_files.len();
+    let merged = if settings.merge_fits(files_in) {
+        merge_day(&settings.session_with_partitions(lake, cores)?, &prev_files, &raw_files, &target).await?
+    } else {
+        None
+    };
     let (rows_in, summary) = match merged {
         Some(done) => done,
-        None => sort_day(&ctx, &prev_files, &raw_files, &target).await?,
+        None => {
+            // Every core only when the day fits decoded: the sort's hash repartition cannot spill.
+            let partitions = if settings.fits_in_memory(stored) { cores } else { 1 };
+            sort_day(&settings.session_with_partitions(lake, partitions)?, &prev_files, &raw_files, &target).await?
+        }
     };
 
     let manifest = ManifestV1 {
@@ -212,10 +219,6 @@ impl Target<'_> {
         .await?)
     }
 }
-
-/// Files at most merged without a sort: each is a stream of its own, with
-/// a batch in flight.
-const MERGE_MAX_FILES: usize = 256;
 
 /// The order of curated files, and of every raw file (`sort_rows` in the
 /// ingest crate): aggregate, sequence (no sequence first), time, id.

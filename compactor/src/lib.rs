@@ -66,6 +66,12 @@ pub const PROCESS_RESERVE_MB: u64 = 128;
 /// of its zstd Parquet: JSON payloads compress about five to one.
 const DECODED_PER_STORED_BYTE: u64 = 6;
 
+/// Input files merged at most, and what each holds in flight while merged
+/// (a row group of a raw file is about 8 MiB of events before compression;
+/// decoded batches of 4,096 rows of large payloads are a few MiB).
+const MERGE_MAX_FILES: usize = 256;
+const MERGE_BYTES_PER_FILE: u64 = 16 << 20;
+
 /// The DataFusion memory pool for a compaction memory limit, in bytes.
 pub fn pool_bytes(memory_limit_mb: u64) -> usize {
     (memory_limit_mb.saturating_sub(PROCESS_RESERVE_MB) as usize / 2) << 20
@@ -89,6 +95,14 @@ impl Settings {
     /// not fit keeps the single-partition plan, whose sorts spill.
     pub fn fits_in_memory(&self, stored_bytes: u64) -> bool {
         stored_bytes.saturating_mul(DECODED_PER_STORED_BYTE) <= pool_bytes(self.compaction.memory_limit_mb) as u64
+    }
+
+    /// Whether `files` input files can be merged under the memory limit:
+    /// each streams with a row group and a batch or two in flight, outside
+    /// the pool's accounting, so they share the pool's size with it.
+    pub fn merge_fits(&self, files: usize) -> bool {
+        files <= MERGE_MAX_FILES
+            && (files as u64).saturating_mul(MERGE_BYTES_PER_FILE) <= pool_bytes(self.compaction.memory_limit_mb) as u64
     }
 
     /// [`Settings::session`] with `partitions` parallel partitions (see [`Settings::fits_in_memory`]).
