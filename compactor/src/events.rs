@@ -362,26 +362,10 @@ async fn winners(input: DataFrame) -> Result<Option<HashMap<String, Arrival>>> {
         .await?;
     let mut best: HashMap<String, (Arrival, bool)> = HashMap::new();
     for batch in &copies {
-        let text = |i: usize| {
-            batch
-                .column(i)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| Error::Internal(format!("key column {i} is {}", batch.column(i).data_type())))
-        };
-        let (ids, positions, sources, types, aggregates) = (text(0)?, text(2)?, text(3)?, text(4)?, text(5)?);
-        let ingested = batch
-            .column(1)
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| Error::Internal(format!("ingested_at is {}", batch.column(1).data_type())))?;
+        let keys = ArrivalColumns::of(batch)?;
         for i in 0..batch.num_rows() {
-            let arrival = Arrival {
-                ingested_at: ingested.value(i),
-                source_position: positions.value(i).to_owned(),
-                source: sources.value(i).to_owned(),
-                event_type: types.value(i).to_owned(),
-                aggregate_id: aggregates.value(i).to_owned(),
-            };
-            match best.entry(ids.value(i).to_owned()) {
+            let arrival = keys.arrival(i);
+            match best.entry(keys.ids.value(i).to_owned()) {
                 Entry::Vacant(v) => {
                     v.insert((arrival, false));
                 }
@@ -397,6 +381,53 @@ async fn winners(input: DataFrame) -> Result<Option<HashMap<String, Arrival>>> {
         return Ok(None);
     }
     Ok(Some(best.into_iter().map(|(id, (arrival, _))| (id, arrival)).collect()))
+}
+
+/// A batch's `event_id` and [`Arrival`] columns, found by name.
+struct ArrivalColumns<'a> {
+    ids: &'a StringArray,
+    ingested_at: &'a arrow::array::TimestampMicrosecondArray,
+    source_position: &'a StringArray,
+    source: &'a StringArray,
+    event_type: &'a StringArray,
+    aggregate_id: &'a StringArray,
+}
+
+impl<'a> ArrivalColumns<'a> {
+    fn of(batch: &'a RecordBatch) -> datafusion::error::Result<Self> {
+        let column = |name: &str| batch.column_by_name(name).ok_or_else(|| DataFusionError::Internal(format!("no {name} column")));
+        let text =
+            |name: &str| column(name)?.as_string_opt::<i32>().ok_or_else(|| DataFusionError::Internal(format!("{name} is not Utf8")));
+        Ok(Self {
+            ids: text(EVENT_ID)?,
+            ingested_at: column(INGESTED_AT)?
+                .as_primitive_opt::<TimestampMicrosecondType>()
+                .ok_or_else(|| DataFusionError::Internal("ingested_at is not microseconds".into()))?,
+            source_position: text(SOURCE_POSITION)?,
+            source: text(SOURCE)?,
+            event_type: text(EVENT_TYPE)?,
+            aggregate_id: text(AGGREGATE_ID)?,
+        })
+    }
+
+    fn arrival(&self, i: usize) -> Arrival {
+        Arrival {
+            ingested_at: self.ingested_at.value(i),
+            source_position: self.source_position.value(i).to_owned(),
+            source: self.source.value(i).to_owned(),
+            event_type: self.event_type.value(i).to_owned(),
+            aggregate_id: self.aggregate_id.value(i).to_owned(),
+        }
+    }
+
+    /// Whether row `i` is the copy that arrived as `w`.
+    fn is(&self, i: usize, w: &Arrival) -> bool {
+        w.ingested_at == self.ingested_at.value(i)
+            && w.source_position == self.source_position.value(i)
+            && w.source == self.source.value(i)
+            && w.event_type == self.event_type.value(i)
+            && w.aggregate_id == self.aggregate_id.value(i)
+    }
 }
 
 /// Drops the losing copies of repeated events from the merged stream, and
@@ -451,30 +482,8 @@ impl MergeFilter {
         if self.winners.is_empty() {
             return Ok(batch);
         }
-        let schema = batch.schema();
-        let text = |name: &str| -> datafusion::error::Result<&StringArray> {
-            batch
-                .column(schema.index_of(name)?)
-                .as_string_opt::<i32>()
-                .ok_or_else(|| DataFusionError::Internal(format!("{name} is not Utf8")))
-        };
-        let (ids, positions, sources, types, aggregates) =
-            (text(EVENT_ID)?, text(SOURCE_POSITION)?, text(SOURCE)?, text(EVENT_TYPE)?, text(AGGREGATE_ID)?);
-        let ingested = batch
-            .column(schema.index_of(INGESTED_AT)?)
-            .as_primitive_opt::<TimestampMicrosecondType>()
-            .ok_or_else(|| DataFusionError::Internal("ingested_at is not microseconds".into()))?;
-        let keep: BooleanArray = (0..n)
-            .map(|i| {
-                Some(self.winners.get(ids.value(i)).is_none_or(|w| {
-                    w.ingested_at == ingested.value(i)
-                        && w.source_position == positions.value(i)
-                        && w.source == sources.value(i)
-                        && w.event_type == types.value(i)
-                        && w.aggregate_id == aggregates.value(i)
-                }))
-            })
-            .collect();
+        let keys = ArrivalColumns::of(&batch)?;
+        let keep: BooleanArray = (0..n).map(|i| Some(self.winners.get(keys.ids.value(i)).is_none_or(|w| keys.is(i, w)))).collect();
         Ok(filter_record_batch(&batch, &keep)?)
     }
 }
