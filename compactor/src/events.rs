@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::commit::{self, open_or_create, replace_partition};
 use crate::write::{WriteSummary, write_files, writer_properties};
-use crate::{Error, Result, Settings};
+use crate::{Error, Result, RunShape, Settings};
 
 /// What compacting one day did.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -143,11 +143,8 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
         new_raw.iter().map(|o| DataFile { key: o.key.clone(), size: o.size, num_rows: None, partition_values: vec![] }).collect();
     let target = Target { lake, settings, dt, run: &run };
     let files_in = prev_files.len() + raw_files.len();
-    let merged = if settings.merge_fits(files_in) {
-        merge_day(&settings.session_with_partitions(lake, cores)?, &prev_files, &raw_files, &target).await?
-    } else {
-        None
-    };
+    // Every file is at least one sorted run: too many files cannot merge.
+    let merged = if files_in <= crate::MERGE_MAX_RUNS { merge_day(cores, &prev_files, &raw_files, &target).await? } else { None };
     let (rows_in, summary) = match merged {
         Some(done) => done,
         None => {
@@ -233,21 +230,22 @@ fn day_order() -> Vec<(String, SortOptions)> {
     ]
 }
 
+/// The order every input file is declared in, and the raw files sorted
+/// only a row group at a time (key → row groups).
+type DeclaredOrder = (Vec<(String, SortOptions)>, HashMap<String, usize>);
+
 /// The previous curated rows ∪ the new raw rows, in the curated file schema;
 /// with `ordering`, every file declared sorted by it. Declared, raw files
 /// are read in the curated schema (the scan widens their millisecond
 /// timestamps): a cast above the scan would hide the order of the columns
 /// after `occurred_at` from the planner.
-fn day_input(
-    ctx: &SessionContext,
-    prev_files: &[DataFile],
-    raw_files: &[DataFile],
-    ordering: Option<Vec<(String, SortOptions)>>,
-) -> Result<DataFrame> {
+fn day_input(ctx: &SessionContext, prev_files: &[DataFile], raw_files: &[DataFile], ordering: Option<DeclaredOrder>) -> Result<DataFrame> {
     let curated_schema = curated_events_file_schema();
     let mut input = match &ordering {
-        Some(o) => {
-            let raw = FileListTable::new(Arc::clone(&curated_schema), vec![], raw_files.to_vec()).with_file_ordering(o.clone());
+        Some((o, row_groups)) => {
+            let raw = FileListTable::new(Arc::clone(&curated_schema), vec![], raw_files.to_vec())
+                .with_file_ordering(o.clone())
+                .with_sorted_row_groups(row_groups.clone());
             ctx.read_table(Arc::new(raw))?
         }
         None => {
@@ -258,12 +256,68 @@ fn day_input(
     };
     if !prev_files.is_empty() {
         let mut prev = FileListTable::new(Arc::clone(&curated_schema), vec![], prev_files.to_vec());
-        if let Some(o) = ordering {
+        if let Some((o, _)) = ordering {
             prev = prev.with_file_ordering(o);
         }
         input = ctx.read_table(Arc::new(prev))?.union(input)?;
     }
     Ok(input)
+}
+
+/// The sorted runs of a merge, from the files' footers: a raw file is
+/// sorted a row group at a time (a stream batch writes one; bulk ingest
+/// appends a sorted row group per flush of a partition's buffer, whose rows
+/// may sort before the previous one's), so each of its row groups is a run
+/// of its own; a curated file is written from one sorted stream and is one
+/// run. Returns the raw files' row-group counts and every run's shape.
+async fn sorted_runs(lake: &Lake, prev_files: &[DataFile], raw_files: &[DataFile]) -> Result<(HashMap<String, usize>, Vec<RunShape>)> {
+    let files = prev_files.iter().map(|f| (f, false)).chain(raw_files.iter().map(|f| (f, true)));
+    let footers: Vec<Result<_>> = futures::stream::iter(files.map(|(f, raw)| async move {
+        let metadata = footer(lake, &f.key, f.size).await.map_err(|e| Error::Internal(format!("reading the footer of {}: {e}", f.key)))?;
+        Ok((f.key.clone(), raw, metadata))
+    }))
+    .buffered(16)
+    .collect()
+    .await;
+    let mut row_groups = HashMap::new();
+    let mut runs = Vec::new();
+    for footer in footers {
+        let (key, raw, metadata) = footer?;
+        let shape = |g: &parquet::file::metadata::RowGroupMetaData| RunShape {
+            stored_bytes: g.compressed_size().max(0) as u64,
+            row_bytes: (g.total_byte_size().max(0) as u64).div_ceil(g.num_rows().max(1) as u64),
+        };
+        let groups = metadata.row_groups();
+        if raw {
+            row_groups.insert(key, groups.len());
+            runs.extend(groups.iter().map(shape));
+        } else {
+            // One run reading one row group at a time: the largest of each.
+            let (stored_bytes, row_bytes) = groups.iter().map(shape).fold((0, 0), |(s, r), g| (s.max(g.stored_bytes), r.max(g.row_bytes)));
+            runs.push(RunShape { stored_bytes, row_bytes });
+        }
+    }
+    Ok((row_groups, runs))
+}
+
+/// A Parquet file's metadata, from one read of its tail (two when the
+/// footer is larger than the first guess).
+async fn footer(lake: &Lake, key: &str, size: u64) -> std::result::Result<parquet::file::metadata::ParquetMetaData, String> {
+    use object_store::ObjectStoreExt;
+    use parquet::errors::ParquetError;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    let store = lake.store();
+    let path = object_store::path::Path::from(key);
+    let mut want = size.min(64 << 10);
+    loop {
+        let tail = store.get_range(&path, size - want..size).await.map_err(|e| e.to_string())?;
+        let mut reader = ParquetMetaDataReader::new();
+        match reader.try_parse_sized(&tail, size) {
+            Ok(()) => return reader.finish().map_err(|e| e.to_string()),
+            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > want && (needed as u64) <= size => want = needed as u64,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
 }
 
 fn sorted_by_day_order(frame: DataFrame) -> Result<DataFrame> {
@@ -321,12 +375,18 @@ struct Arrival {
 /// [`sort_day`]: copies tied on every key but the payload, or a file out of
 /// order.
 async fn merge_day(
-    ctx: &SessionContext,
+    partitions: usize,
     prev_files: &[DataFile],
     raw_files: &[DataFile],
     target: &Target<'_>,
 ) -> Result<Option<(u64, WriteSummary)>> {
-    let input = day_input(ctx, prev_files, raw_files, Some(day_order()))?;
+    let (row_groups, runs) = sorted_runs(target.lake, prev_files, raw_files).await?;
+    let Some(batch_rows) = target.settings.merge_batch_rows(&runs) else {
+        tracing::info!(dt = %target.dt, runs = runs.len(), "the sorted runs do not fit in memory together; deduplicating by sort");
+        return Ok(None);
+    };
+    let ctx = &target.settings.session_with_batches(target.lake, partitions, batch_rows)?;
+    let input = day_input(ctx, prev_files, raw_files, Some((day_order(), row_groups)))?;
     let Some(winners) = winners(input.clone()).await? else {
         tracing::info!(dt = %target.dt, "copies of an event tied but for the payload; deduplicating by sort");
         return Ok(None);
@@ -509,6 +569,25 @@ mod tests {
 
     /// Writes rows as one raw file, in the order given (writers sort; a test may not).
     async fn raw_file(lake: &Lake, name: &str, rows: &[RawRow]) -> DataFile {
+        raw_file_in_row_groups(lake, name, &[rows]).await
+    }
+
+    /// Writes one raw file with a row group per slice of rows.
+    async fn raw_file_in_row_groups(lake: &Lake, name: &str, groups: &[&[RawRow]]) -> DataFile {
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, raw_schema(), None).unwrap();
+        for rows in groups {
+            w.write(&raw_batch(rows)).unwrap();
+            w.flush().unwrap();
+        }
+        w.close().unwrap();
+        let key = RawFile::new(day(), 0, name).key();
+        let size = buf.len() as u64;
+        lake.put(&key, buf.into()).await.unwrap();
+        DataFile { key, size, num_rows: None, partition_values: vec![] }
+    }
+
+    fn raw_batch(rows: &[RawRow]) -> RecordBatch {
         let base = day().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_millis();
         let texts = |f: &dyn Fn(&RawRow) -> &str| Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>())) as ArrayRef;
         let columns: Vec<ArrayRef> = vec![
@@ -525,15 +604,7 @@ mod tests {
             texts(&|_| "cli"),
             texts(&|r| r.6),
         ];
-        let batch = RecordBatch::try_new(raw_schema(), columns).unwrap();
-        let mut buf = Vec::new();
-        let mut w = ArrowWriter::try_new(&mut buf, raw_schema(), None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let key = RawFile::new(day(), 0, name).key();
-        let size = buf.len() as u64;
-        lake.put(&key, buf.into()).await.unwrap();
-        DataFile { key, size, num_rows: None, partition_values: vec![] }
+        RecordBatch::try_new(raw_schema(), columns).unwrap()
     }
 
     fn settings() -> Settings {
@@ -552,7 +623,7 @@ mod tests {
     async fn both(lake: &Lake, files: &[DataFile]) -> (Option<(u64, Vec<RecordBatch>)>, (u64, Vec<RecordBatch>)) {
         let settings = settings();
         let ctx = settings.session_with_partitions(lake, 2).unwrap();
-        let merged = merge_day(&ctx, &[], files, &Target { lake, settings: &settings, dt: day(), run: "merge" }).await.unwrap();
+        let merged = merge_day(2, &[], files, &Target { lake, settings: &settings, dt: day(), run: "merge" }).await.unwrap();
         let merged = match merged {
             Some((rows_in, summary)) => Some((rows_in, written(lake, &summary).await)),
             None => None,
@@ -606,6 +677,33 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_file_of_sorted_row_groups_out_of_order_is_merged_by_row_group() {
+        let lake = Lake::open("memory://merge-day-5").unwrap();
+        // As bulk ingest writes a partition: each flush a sorted row group,
+        // the second sorting before the first's end.
+        let bulk = raw_file_in_row_groups(
+            &lake,
+            "bulk",
+            &[
+                &[("e1", "A", Some(1), 10, r#"{"n":1}"#, 100, "l:1"), ("e3", "C", Some(1), 10, r#"{"n":3}"#, 100, "l:2")],
+                &[
+                    ("e2", "B", Some(1), 10, r#"{"n":2}"#, 300, "l:3"),
+                    ("e1", "B", Some(2), 10, r#"{"n":11}"#, 300, "l:4"),
+                    ("e4", "D", Some(1), 10, r#"{"n":4}"#, 300, "l:5"),
+                ],
+            ],
+        )
+        .await;
+        let other = raw_file(&lake, "other", &[("e2", "B", Some(1), 10, r#"{"n":2}"#, 50, "s:1")]).await;
+        let (merged, (rows_in, sorted)) = both(&lake, &[bulk, other]).await;
+        let (merged_in, merged) = merged.expect("row groups each sorted merge");
+        assert_eq!((merged_in, rows_in), (6, 6));
+        assert_eq!(rows(&merged), rows(&sorted));
+        let ids: Vec<String> = rows(&merged).iter().filter_map(|l| l.split('|').nth(1).map(|s| s.trim().to_owned())).collect();
+        assert_eq!(ids, ["event_id", "e1", "e2", "e3", "e4"], "{:#?}", rows(&merged));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ties_but_for_the_payload_and_files_out_of_order_fall_back_to_the_sort() {
         let lake = Lake::open("memory://merge-day-2").unwrap();
         let tie = raw_file(
@@ -632,7 +730,8 @@ mod tests {
         let a = raw_file(&lake, "a", &[("e1", "A", Some(1), 10, "{}", 100, "a:1")]).await;
         let b = raw_file(&lake, "b", &[("e2", "A", Some(2), 10, "{}", 100, "b:1")]).await;
         let ctx = settings().session_with_partitions(&lake, 2).unwrap();
-        let frame = sorted_by_day_order(day_input(&ctx, std::slice::from_ref(&a), &[b], Some(day_order())).unwrap()).unwrap();
+        let frame =
+            sorted_by_day_order(day_input(&ctx, std::slice::from_ref(&a), &[b], Some((day_order(), HashMap::new()))).unwrap()).unwrap();
         let plan = datafusion::physical_plan::displayable(frame.create_physical_plan().await.unwrap().as_ref()).indent(true).to_string();
         assert!(plan.contains("SortPreservingMergeExec") && !plan.contains("SortExec"), "{plan}");
     }

@@ -66,11 +66,22 @@ pub const PROCESS_RESERVE_MB: u64 = 128;
 /// of its zstd Parquet: JSON payloads compress about five to one.
 const DECODED_PER_STORED_BYTE: u64 = 6;
 
-/// Input files merged at most, and what each holds in flight while merged
-/// (a row group of a raw file is about 8 MiB of events before compression;
-/// decoded batches of 4,096 rows of large payloads are a few MiB).
-const MERGE_MAX_FILES: usize = 256;
-const MERGE_BYTES_PER_FILE: u64 = 16 << 20;
+/// Sorted runs merged at most.
+pub const MERGE_MAX_RUNS: usize = 256;
+
+/// Batch sizes a merge may use, largest first: wide rows take a smaller
+/// batch so that every run's batches fit together.
+const MERGE_BATCH_ROWS: [usize; 3] = [4096, 2048, 1024];
+
+/// What a sorted run of a merge holds in memory as it streams, from its
+/// file's footer: the largest row group it reads, as stored (the reader
+/// fetches a row group's column chunks whole), and the decoded size of a
+/// row (the merge holds about two batches of each run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunShape {
+    pub stored_bytes: u64,
+    pub row_bytes: u64,
+}
 
 /// The DataFusion memory pool for a compaction memory limit, in bytes.
 pub fn pool_bytes(memory_limit_mb: u64) -> usize {
@@ -97,16 +108,31 @@ impl Settings {
         stored_bytes.saturating_mul(DECODED_PER_STORED_BYTE) <= pool_bytes(self.compaction.memory_limit_mb) as u64
     }
 
-    /// Whether `files` input files can be merged under the memory limit:
-    /// each streams with a row group and a batch or two in flight, outside
-    /// the pool's accounting, so they share the pool's size with it.
-    pub fn merge_fits(&self, files: usize) -> bool {
-        files <= MERGE_MAX_FILES
-            && (files as u64).saturating_mul(MERGE_BYTES_PER_FILE) <= pool_bytes(self.compaction.memory_limit_mb) as u64
+    /// The batch size at which `runs` can be merged under the memory limit,
+    /// if one can: each run streams with a row group and two batches in
+    /// flight, outside the pool's accounting, so together they get the
+    /// pool's size.
+    pub fn merge_batch_rows(&self, runs: &[RunShape]) -> Option<usize> {
+        if runs.len() > MERGE_MAX_RUNS {
+            return None;
+        }
+        let budget = pool_bytes(self.compaction.memory_limit_mb) as u64;
+        MERGE_BATCH_ROWS.into_iter().find(|&rows| {
+            let in_flight = runs
+                .iter()
+                .map(|r| r.stored_bytes.saturating_add(r.row_bytes.saturating_mul(2 * rows as u64)))
+                .fold(0u64, u64::saturating_add);
+            in_flight <= budget
+        })
     }
 
     /// [`Settings::session`] with `partitions` parallel partitions (see [`Settings::fits_in_memory`]).
     pub fn session_with_partitions(&self, lake: &Lake, partitions: usize) -> Result<datafusion::prelude::SessionContext> {
+        self.session_with_batches(lake, partitions, 4096)
+    }
+
+    /// [`Settings::session_with_partitions`] with batches of `batch_rows` rows.
+    pub fn session_with_batches(&self, lake: &Lake, partitions: usize, batch_rows: usize) -> Result<datafusion::prelude::SessionContext> {
         // One partition: the dedup window then needs no hash repartition,
         // whose buffers cannot spill and starved the sort's merge under a
         // small memory limit; the output is one sorted stream anyway.
@@ -118,7 +144,7 @@ impl Settings {
         let opts = SessionOptions {
             memory_limit: pool_bytes(self.compaction.memory_limit_mb),
             target_partitions: partitions.max(1),
-            batch_size: 4096,
+            batch_size: batch_rows.max(1),
         };
         let ctx = session(lake, &opts)?;
         sediment_trino::register(&ctx);
@@ -246,3 +272,29 @@ fn short_id() -> String {
 }
 #[cfg(test)]
 mod props;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(memory_limit_mb: u64) -> Settings {
+        Settings { compaction: CompactionSection { memory_limit_mb, ..CompactionSection::default() } }
+    }
+
+    #[test]
+    fn merges_take_the_largest_batch_their_runs_fit_in() {
+        let narrow = RunShape { stored_bytes: 1 << 20, row_bytes: 200 };
+        let wide = RunShape { stored_bytes: 1 << 20, row_bytes: 1000 };
+        // 1 GiB: a pool of 448 MiB.
+        let s = settings(1024);
+        assert_eq!(s.merge_batch_rows(&[narrow; 48]), Some(4096));
+        // 48 × (1 MiB + 2 × 4096 × 1000 B) ≈ 423 MiB fits; 60 runs need 2,048-row batches.
+        assert_eq!(s.merge_batch_rows(&[wide; 48]), Some(4096));
+        assert_eq!(s.merge_batch_rows(&[wide; 60]), Some(2048));
+        assert_eq!(s.merge_batch_rows(&[wide; 100]), Some(1024));
+        assert_eq!(s.merge_batch_rows(&[wide; 257]), None);
+        // 256 MiB: a pool of 64 MiB.
+        assert_eq!(settings(256).merge_batch_rows(&[wide; 48]), None);
+        assert_eq!(settings(256).merge_batch_rows(&[]), Some(4096));
+    }
+}

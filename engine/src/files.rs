@@ -6,7 +6,7 @@
 //! prunes them by partition filters before planning, and leaves row-level
 //! filters to the Parquet scan (statistics, page index, pushdown).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
@@ -21,6 +21,7 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -56,6 +57,9 @@ pub struct FileListTable {
     files: Vec<DataFile>,
     /// Columns every file is sorted by, when declared.
     file_ordering: Vec<(String, SortOptions)>,
+    /// Files (by key) whose row groups are each sorted by `file_ordering`
+    /// but not in order across the file, with their row-group counts.
+    sorted_row_groups: HashMap<String, usize>,
 }
 
 impl FileListTable {
@@ -63,7 +67,7 @@ impl FileListTable {
         let mut fields: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_cols.iter().cloned());
         let schema = Arc::new(Schema::new_with_metadata(fields, file_schema.metadata().clone()));
-        Self { file_schema, partition_cols, schema, files, file_ordering: Vec::new() }
+        Self { file_schema, partition_cols, schema, files, file_ordering: Vec::new(), sorted_row_groups: HashMap::new() }
     }
 
     /// Declares every file sorted by `ordering` (column, options): each file
@@ -72,6 +76,15 @@ impl FileListTable {
     /// The caller vouches for the order; nothing here checks it.
     pub fn with_file_ordering(mut self, ordering: Vec<(String, SortOptions)>) -> Self {
         self.file_ordering = ordering;
+        self
+    }
+
+    /// Declares that the row groups of the files named (key → row-group
+    /// count) are each sorted by the file ordering, not the file as a whole
+    /// (a file written a sorted row group at a time): each such row group is
+    /// then scanned as its own partition.
+    pub fn with_sorted_row_groups(mut self, row_groups: HashMap<String, usize>) -> Self {
+        self.sorted_row_groups = row_groups;
         self
     }
 
@@ -130,6 +143,28 @@ impl FileListTable {
             }
         }
         Ok(keep)
+    }
+}
+
+impl FileListTable {
+    /// One group per sorted run: a whole file, or one row group of a file
+    /// declared with [`FileListTable::with_sorted_row_groups`].
+    fn sorted_runs(&self, files: Vec<DataFile>) -> Vec<FileGroup> {
+        let mut groups = Vec::with_capacity(files.len());
+        for f in files {
+            debug_assert_eq!(f.partition_values.len(), self.partition_cols.len());
+            let mut pf = PartitionedFile::new(f.key.clone(), f.size);
+            pf.partition_values = f.partition_values;
+            match self.sorted_row_groups.get(&f.key) {
+                Some(&n) if n > 1 => groups.extend((0..n).map(|i| {
+                    let mut plan = ParquetAccessPlan::new_none(n);
+                    plan.scan(i);
+                    FileGroup::new(vec![pf.clone().with_extension(plan)])
+                })),
+                _ => groups.push(FileGroup::new(vec![pf])),
+            }
+        }
+        groups
     }
 }
 
@@ -200,13 +235,12 @@ impl TableProvider for FileListTable {
         let (groups, ordering) = if self.file_ordering.is_empty() {
             (balance(files, state.config().target_partitions(), self.partition_cols.len()), vec![])
         } else {
-            let n = files.len();
             let ordering = self
                 .file_ordering
                 .iter()
                 .map(|(name, options)| Ok(PhysicalSortExpr::new(Arc::new(Column::new_with_schema(name, &self.schema)?), *options)))
                 .collect::<Result<Vec<_>>>()?;
-            (balance(files, n, self.partition_cols.len()), LexOrdering::new(ordering).into_iter().collect())
+            (self.sorted_runs(files), LexOrdering::new(ordering).into_iter().collect())
         };
         let has_row_filters = filters.iter().any(|f| !self.is_partition_filter(f));
         let config = FileScanConfigBuilder::new(lake_store_url(), source)
