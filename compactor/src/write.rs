@@ -1,20 +1,28 @@
 //! Streaming Parquet output into the lake, rolled over at a target size.
 //!
 //! Each file is a multipart upload that becomes visible whole when closed;
-//! memory holds at most one row group per open file.
+//! memory holds at most two row groups, encoded, per open file.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use parquet::arrow::AsyncArrowWriter;
+use parquet::arrow::ArrowSchemaConverter;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowLeafColumn, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use sediment_lake::Lake;
 use sediment_lake::manifest::IdChecksum;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// A file written by [`write_files`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +64,11 @@ pub fn writer_properties(zstd_level: i32, row_group_rows: usize) -> WriterProper
 
 /// Writes a stream of batches as files `name(part)` under `table_root`,
 /// starting a new file once one reaches `target_bytes`.
+///
+/// Columns are encoded and compressed in parallel, a task per column fed
+/// as batches arrive (as DataFusion's parallel Parquet sink does), while
+/// the input is read on: the previous row group's columns finish while the
+/// next one's are fed, and row groups are appended to the file in order.
 pub async fn write_files(
     lake: &Lake,
     table_root: &str,
@@ -66,69 +79,244 @@ pub async fn write_files(
     name: impl Fn(usize) -> String,
 ) -> Result<WriteSummary, Error> {
     let mut summary = WriteSummary::default();
-    let mut current: Option<(AsyncArrowWriter<BufWriter>, String, u64)> = None;
-    let store = lake.store();
+    let mut current: Option<OpenFile> = None;
+    let props = Arc::new(props);
+    let group_rows = props.max_row_group_row_count().unwrap_or(usize::MAX).max(1);
     while let Some(batch) = input.next().await {
         let part = summary.files.len();
-        let key_hint = format!("{table_root}/{}", name(part));
-        let batch = batch.map_err(|source| Error::Input { key: key_hint.clone(), source })?;
+        let batch = batch.map_err(|source| Error::Input { key: format!("{table_root}/{}", name(part)), source })?;
         if batch.num_rows() == 0 {
             continue;
         }
-        if let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
-            for i in 0..ids.len() {
-                summary.checksum.add(ids.value(i));
-            }
-        }
-        if let (Some(types), Some(aggregates)) = (
-            batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-            batch.column_by_name("aggregate_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-        ) {
-            let mut here: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
-            // Both are required columns; a null (never written) is simply
-            // not counted, and the manifest then records no counts.
-            for i in (0..types.len()).filter(|&i| types.is_valid(i) && aggregates.is_valid(i)) {
-                *here.entry((types.value(i), aggregates.value(i))).or_default() += 1;
-            }
-            for ((t, a), n) in here {
-                *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
-            }
-        }
+        tally(&batch, &mut summary);
         if current.is_none() {
-            let rel = name(part);
-            let key = format!("{table_root}/{rel}");
-            let w = BufWriter::new(Arc::clone(&store), Path::from(key.as_str()));
-            let writer = AsyncArrowWriter::try_new(w, Arc::clone(&schema), Some(props.clone()))
-                .map_err(|source| Error::Parquet { key: key.clone(), source })?;
-            current = Some((writer, rel, 0));
+            current = Some(OpenFile::create(lake, table_root, name(part), &schema, &props)?);
         }
-        let Some((writer, rel, rows)) = current.as_mut() else { continue };
-        writer.write(&batch).await.map_err(|source| Error::Parquet { key: format!("{table_root}/{rel}"), source })?;
-        *rows += batch.num_rows() as u64;
-        if (writer.bytes_written() + writer.in_progress_size()) as u64 >= target_bytes
+        let Some(file) = current.as_mut() else { continue };
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let take = (group_rows - file.group_rows).min(batch.num_rows() - offset);
+            file.write(&batch.slice(offset, take)).await?;
+            offset += take;
+            if file.group_rows == group_rows {
+                file.end_row_group().await?;
+            }
+        }
+        if file.estimated_size() >= target_bytes
             && let Some(done) = current.take()
         {
-            finish(done, table_root, &mut summary).await?;
+            summary.add(done.finish().await?);
         }
     }
     if let Some(done) = current.take() {
-        finish(done, table_root, &mut summary).await?;
+        summary.add(done.finish().await?);
     }
     Ok(summary)
 }
 
-async fn finish(
-    (writer, rel, rows): (AsyncArrowWriter<BufWriter>, String, u64),
-    table_root: &str,
-    summary: &mut WriteSummary,
-) -> Result<(), Error> {
-    let key = format!("{table_root}/{rel}");
-    let mut writer = writer;
-    writer.finish().await.map_err(|source| Error::Parquet { key, source })?;
-    // After finish: the count includes the footer.
-    let size = writer.bytes_written() as u64;
-    summary.rows += rows;
-    summary.bytes += size;
-    summary.files.push(WrittenFile { path: rel, size, rows });
-    Ok(())
+/// The `event_id` checksum and the (`event_type`, `aggregate_type`) counts
+/// of a batch, when the schema has those columns.
+fn tally(batch: &RecordBatch, summary: &mut WriteSummary) {
+    if let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+        for i in 0..ids.len() {
+            summary.checksum.add(ids.value(i));
+        }
+    }
+    if let (Some(types), Some(aggregates)) = (
+        batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+        batch.column_by_name("aggregate_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+    ) {
+        let mut here: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
+        // Both are required columns; a null (never written) is simply
+        // not counted, and the manifest then records no counts.
+        for i in (0..types.len()).filter(|&i| types.is_valid(i) && aggregates.is_valid(i)) {
+            *here.entry((types.value(i), aggregates.value(i))).or_default() += 1;
+        }
+        for ((t, a), n) in here {
+            *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
+        }
+    }
+}
+
+impl WriteSummary {
+    fn add(&mut self, file: WrittenFile) {
+        self.rows += file.rows;
+        self.bytes += file.size;
+        self.files.push(file);
+    }
+}
+
+/// Batches (their leaf columns) a column's task may have queued.
+const COLUMN_QUEUE: usize = 4;
+
+/// A row group whose columns are being encoded, a task per leaf column.
+struct RowGroup {
+    columns: Vec<(mpsc::Sender<ArrowLeafColumn>, JoinHandle<parquet::errors::Result<ArrowColumnChunk>>)>,
+    /// The encoded size of its columns so far.
+    estimated: Arc<AtomicUsize>,
+}
+
+impl RowGroup {
+    fn start(factory: &ArrowRowGroupWriterFactory, index: usize) -> parquet::errors::Result<Self> {
+        let estimated = Arc::new(AtomicUsize::new(0));
+        let columns = factory
+            .create_column_writers(index)?
+            .into_iter()
+            .map(|mut writer| {
+                let (send, mut leaves) = mpsc::channel::<ArrowLeafColumn>(COLUMN_QUEUE);
+                let estimated = Arc::clone(&estimated);
+                let task = tokio::spawn(async move {
+                    let mut counted = 0;
+                    while let Some(leaf) = leaves.recv().await {
+                        writer.write(&leaf)?;
+                        let now = writer.get_estimated_total_bytes();
+                        estimated.fetch_add(now.saturating_sub(counted), AtomicOrdering::Relaxed);
+                        counted = counted.max(now);
+                    }
+                    writer.close()
+                });
+                (send, task)
+            })
+            .collect();
+        Ok(Self { columns, estimated })
+    }
+
+    /// Hands each leaf of `batch` to its column's task.
+    async fn write(&mut self, schema: &SchemaRef, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        let mut columns = self.columns.iter();
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, array)? {
+                let Some((send, _)) = columns.next() else {
+                    return Err(ParquetError::General("more leaf columns than column writers".into()));
+                };
+                if send.send(leaf).await.is_err() {
+                    // The task ended early: its error is what closing reports.
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The encoded columns, once every task has finished.
+    async fn close(self) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
+        let mut chunks = Vec::with_capacity(self.columns.len());
+        for (send, task) in self.columns {
+            drop(send);
+            chunks.push(task.await.map_err(|e| ParquetError::General(format!("column encoder: {e}")))??);
+        }
+        Ok(chunks)
+    }
+}
+
+/// A file being written: row groups are encoded column-parallel and
+/// appended in order; the bytes go to a multipart upload as each row group
+/// is appended.
+struct OpenFile {
+    rel: String,
+    key: String,
+    schema: SchemaRef,
+    writer: SerializedFileWriter<Vec<u8>>,
+    factory: ArrowRowGroupWriterFactory,
+    upload: BufWriter,
+    /// The row group being fed, and the rows it holds.
+    group: Option<RowGroup>,
+    group_rows: usize,
+    /// The previous row group, its columns finishing.
+    closing: Option<RowGroup>,
+    row_groups: usize,
+    rows: u64,
+}
+
+impl OpenFile {
+    fn create(lake: &Lake, table_root: &str, rel: String, schema: &SchemaRef, props: &Arc<WriterProperties>) -> Result<Self, Error> {
+        let key = format!("{table_root}/{rel}");
+        let parquet = |source| Error::Parquet { key: key.clone(), source };
+        let parquet_schema = ArrowSchemaConverter::new().with_coerce_types(props.coerce_types()).convert(schema).map_err(parquet)?;
+        let writer = SerializedFileWriter::new(Vec::new(), parquet_schema.root_schema_ptr(), Arc::clone(props)).map_err(parquet)?;
+        let factory = ArrowRowGroupWriterFactory::new(&writer, Arc::clone(schema));
+        let upload = BufWriter::new(lake.store(), Path::from(key.as_str()));
+        Ok(Self {
+            rel,
+            key,
+            schema: Arc::clone(schema),
+            writer,
+            factory,
+            upload,
+            group: None,
+            group_rows: 0,
+            closing: None,
+            row_groups: 0,
+            rows: 0,
+        })
+    }
+
+    fn error(&self) -> impl Fn(ParquetError) -> Error + '_ {
+        |source| Error::Parquet { key: self.key.clone(), source }
+    }
+
+    async fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        if self.group.is_none() {
+            self.group = Some(RowGroup::start(&self.factory, self.row_groups).map_err(self.error())?);
+            self.row_groups += 1;
+        }
+        let Some(group) = self.group.as_mut() else { return Ok(()) };
+        let written = group.write(&self.schema, batch).await;
+        written.map_err(self.error())?;
+        self.group_rows += batch.num_rows();
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Stops feeding the current row group; it is appended once the next
+    /// one ends (or the file), so its columns finish while input is read.
+    async fn end_row_group(&mut self) -> Result<(), Error> {
+        let Some(group) = self.group.take() else { return Ok(()) };
+        self.group_rows = 0;
+        self.append_closing().await?;
+        self.closing = Some(group);
+        Ok(())
+    }
+
+    async fn append_closing(&mut self) -> Result<(), Error> {
+        let Some(group) = self.closing.take() else { return Ok(()) };
+        let chunks = group.close().await.map_err(self.error())?;
+        let appended = (|| {
+            let mut row_group = self.writer.next_row_group()?;
+            for chunk in chunks {
+                chunk.append_to_row_group(&mut row_group)?;
+            }
+            row_group.close().map(drop)
+        })();
+        appended.map_err(self.error())?;
+        self.upload_buffered().await
+    }
+
+    async fn upload_buffered(&mut self) -> Result<(), Error> {
+        let bytes = std::mem::take(self.writer.inner_mut());
+        if !bytes.is_empty() {
+            let uploaded = self.upload.write(Bytes::from(bytes)).await;
+            uploaded.map_err(self.error())?;
+        }
+        Ok(())
+    }
+
+    /// Bytes appended so far plus the encoded size of the row groups in flight.
+    fn estimated_size(&self) -> u64 {
+        let in_flight =
+            [&self.group, &self.closing].into_iter().flatten().map(|g| g.estimated.load(AtomicOrdering::Relaxed)).sum::<usize>();
+        (self.writer.bytes_written() + in_flight) as u64
+    }
+
+    async fn finish(mut self) -> Result<WrittenFile, Error> {
+        self.end_row_group().await?;
+        self.append_closing().await?;
+        let finished = self.writer.finish();
+        finished.map_err(self.error())?;
+        self.upload_buffered().await?;
+        let completed = self.upload.complete().await;
+        completed.map_err(self.error())?;
+        // After finish: the count includes the footer.
+        Ok(WrittenFile { path: self.rel, size: self.writer.bytes_written() as u64, rows: self.rows })
+    }
 }
