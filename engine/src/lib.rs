@@ -19,6 +19,7 @@ pub mod counts;
 pub mod delta;
 pub mod events;
 pub mod files;
+pub mod first_row;
 pub mod fold;
 pub mod nested_loop;
 pub mod schema;
