@@ -114,7 +114,7 @@ async fn write_day(
         Arc::clone(&schema),
         stream,
         writer_properties(settings.compaction.zstd_level, settings.compaction.row_group_rows),
-        settings.compaction.target_file_mb << 20,
+        settings.file_sizes(),
         |part| curated_file(col_name, dt, &run, part),
     )
     .await?;

@@ -209,8 +209,7 @@ impl Target<'_> {
     async fn write(&self, stream: impl futures::Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin) -> Result<WriteSummary> {
         let root = table_root(EVENTS_TABLE);
         let props = writer_properties(self.settings.compaction.zstd_level, self.settings.compaction.row_group_rows);
-        let target_bytes = self.settings.compaction.target_file_mb << 20;
-        Ok(write_files(self.lake, &root, curated_events_file_schema(), stream, props, target_bytes, |part| {
+        Ok(write_files(self.lake, &root, curated_events_file_schema(), stream, props, self.settings.file_sizes(), |part| {
             curated_file("dt", self.dt, self.run, part)
         })
         .await?)
@@ -722,6 +721,37 @@ mod tests {
         let (merged, (rows_in, sorted)) = both(&lake, &[unsorted]).await;
         assert!(merged.is_none());
         assert_eq!((rows_in, sorted.iter().map(RecordBatch::num_rows).sum::<usize>()), (2, 2));
+    }
+
+    /// Every row group of a curated file carries bloom filters of its
+    /// `aggregate_id` and `event_id` values, which answer "absent" for ids
+    /// it does not hold (all but about one in a hundred).
+    #[tokio::test]
+    async fn curated_row_groups_carry_bloom_filters_of_the_lookup_columns() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        use parquet::file::serialized_reader::ReadOptionsBuilder;
+        let lake = Lake::open("memory://merge-day-bloom").unwrap();
+        let a = raw_file(&lake, "a", &[("e1", "A", Some(1), 10, "{}", 100, "a:1"), ("e2", "B", Some(1), 20, "{}", 100, "a:2")]).await;
+        let settings = settings();
+        let target = Target { lake: &lake, settings: &settings, dt: day(), run: "bloom" };
+        let (_, summary) = merge_day(2, &[], &[a], &target).await.unwrap().expect("one sorted file merges");
+        let bytes = lake.get(&format!("{}/{}", table_root(EVENTS_TABLE), summary.files[0].path)).await.unwrap();
+        let reader = SerializedFileReader::new_with_options(
+            bytes,
+            ReadOptionsBuilder::new()
+                .with_reader_properties(parquet::file::properties::ReaderProperties::builder().set_read_bloom_filter(true).build())
+                .build(),
+        )
+        .unwrap();
+        let row_group = reader.get_row_group(0).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let column = |name: &str| (0..schema.num_columns()).find(|&i| schema.column(i).name() == name).unwrap();
+        for (name, present) in [(AGGREGATE_ID, ["A", "B"]), (EVENT_ID, ["e1", "e2"])] {
+            let bloom = row_group.get_column_bloom_filter(column(name)).unwrap_or_else(|| panic!("no bloom filter on {name}"));
+            assert!(present.iter().all(|v| bloom.check(v)), "{name}");
+            let false_positives = (0..1000).filter(|i| bloom.check(&format!("absent-{i}").as_str())).count();
+            assert!(false_positives < 50, "{name}: {false_positives} of 1000 absent values pass");
+        }
     }
 
     #[tokio::test]

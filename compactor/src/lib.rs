@@ -110,13 +110,17 @@ impl Settings {
 
     /// The batch size at which `runs` can be merged under the memory limit,
     /// if one can: each run streams with a row group and two batches in
-    /// flight, outside the pool's accounting, so together they get the
-    /// pool's size.
+    /// flight, outside the pool's accounting. Together they get half the
+    /// pool's size: the merge's output batches, the winners pass and the
+    /// writer's open row group (a task per column, each holding its pages
+    /// until the row group closes) come on top, also outside the pool —
+    /// measured on the wide shape, a budget of the whole pool peaked at
+    /// 452 MiB under a 384 MiB limit (`bench/memory`).
     pub fn merge_batch_rows(&self, runs: &[RunShape]) -> Option<usize> {
         if runs.len() > MERGE_MAX_RUNS {
             return None;
         }
-        let budget = pool_bytes(self.compaction.memory_limit_mb) as u64;
+        let budget = pool_bytes(self.compaction.memory_limit_mb) as u64 / 2;
         MERGE_BATCH_ROWS.into_iter().find(|&rows| {
             let in_flight = runs
                 .iter()
@@ -124,6 +128,18 @@ impl Settings {
                 .fold(0u64, u64::saturating_add);
             in_flight <= budget
         })
+    }
+
+    /// The sizes of the files a run writes: `compaction.target_file_mb`, and
+    /// row groups cut at an eighth of the memory pool encoded, so that the
+    /// two the writer holds stay small beside the pool under a small limit
+    /// (on the wide shape, 128Ki-row row groups took the process 9% over a
+    /// 256 MiB limit); under the default 1 GiB, 56 MiB.
+    pub fn file_sizes(&self) -> write::FileSizes {
+        write::FileSizes {
+            file_bytes: self.compaction.target_file_mb << 20,
+            row_group_bytes: pool_bytes(self.compaction.memory_limit_mb) / 8,
+        }
     }
 
     /// [`Settings::session`] with `partitions` parallel partitions (see [`Settings::fits_in_memory`]).
@@ -285,14 +301,15 @@ mod tests {
     fn merges_take_the_largest_batch_their_runs_fit_in() {
         let narrow = RunShape { stored_bytes: 1 << 20, row_bytes: 200 };
         let wide = RunShape { stored_bytes: 1 << 20, row_bytes: 1000 };
-        // 1 GiB: a pool of 448 MiB.
+        // 1 GiB: a pool of 448 MiB, 224 MiB for the runs.
         let s = settings(1024);
         assert_eq!(s.merge_batch_rows(&[narrow; 48]), Some(4096));
-        // 48 × (1 MiB + 2 × 4096 × 1000 B) ≈ 423 MiB fits; 60 runs need 2,048-row batches.
-        assert_eq!(s.merge_batch_rows(&[wide; 48]), Some(4096));
-        assert_eq!(s.merge_batch_rows(&[wide; 60]), Some(2048));
-        assert_eq!(s.merge_batch_rows(&[wide; 100]), Some(1024));
-        assert_eq!(s.merge_batch_rows(&[wide; 257]), None);
+        // 20 × (1 MiB + 2 × 4096 × 1000 B) ≈ 176 MiB fits; 40 runs need 2,048-row batches.
+        assert_eq!(s.merge_batch_rows(&[wide; 20]), Some(4096));
+        assert_eq!(s.merge_batch_rows(&[wide; 40]), Some(2048));
+        assert_eq!(s.merge_batch_rows(&[wide; 60]), Some(1024));
+        assert_eq!(s.merge_batch_rows(&[wide; 100]), None);
+        assert_eq!(s.merge_batch_rows(&[narrow; 257]), None);
         // 256 MiB: a pool of 64 MiB.
         assert_eq!(settings(256).merge_batch_rows(&[wide; 48]), None);
         assert_eq!(settings(256).merge_batch_rows(&[]), Some(4096));

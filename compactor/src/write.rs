@@ -19,8 +19,10 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use sediment_lake::Lake;
 use sediment_lake::manifest::IdChecksum;
+use sediment_lake::schema::{AGGREGATE_ID, EVENT_ID};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -53,17 +55,45 @@ pub enum Error {
     Input { key: String, source: datafusion::error::DataFusionError },
 }
 
+/// Columns an analyst looks a row up by: each row group carries a bloom
+/// filter of them, so a lookup skips every day that does not hold the key
+/// (a day's `aggregate_id` range spans nearly every id, so its statistics
+/// cannot). A filter is sized for a row group of distinct values and folded
+/// down to what the row group holds when it closes.
+const BLOOM_FILTER_COLUMNS: [&str; 2] = [AGGREGATE_ID, EVENT_ID];
+
+/// False positive rate of those bloom filters.
+const BLOOM_FILTER_FPP: f64 = 0.01;
+
 pub fn writer_properties(zstd_level: i32, row_group_rows: usize) -> WriterProperties {
-    WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level).unwrap_or_default()))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(row_group_rows))
-        .set_created_by("sediment".to_owned())
-        .build()
+        .set_created_by("sediment".to_owned());
+    for name in BLOOM_FILTER_COLUMNS {
+        let column = ColumnPath::from(name);
+        props = props
+            .set_column_bloom_filter_enabled(column.clone(), true)
+            .set_column_bloom_filter_fpp(column.clone(), BLOOM_FILTER_FPP)
+            .set_column_bloom_filter_max_ndv(column, row_group_rows as u64);
+    }
+    props.build()
+}
+
+/// How large written files grow, in bytes as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileSizes {
+    /// A new file starts once one reaches this size.
+    pub file_bytes: u64,
+    /// A row group ends at `max_row_group_row_count` rows or once its
+    /// columns take this much encoded, whichever comes first: the writer
+    /// holds two row groups in memory (one fed, one finishing).
+    pub row_group_bytes: usize,
 }
 
 /// Writes a stream of batches as files `name(part)` under `table_root`,
-/// starting a new file once one reaches `target_bytes`.
+/// starting a new file once one reaches `sizes.file_bytes`.
 ///
 /// Columns are encoded and compressed in parallel, a task per column fed
 /// as batches arrive (as DataFusion's parallel Parquet sink does), while
@@ -75,7 +105,7 @@ pub async fn write_files(
     schema: SchemaRef,
     mut input: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
     props: WriterProperties,
-    target_bytes: u64,
+    sizes: FileSizes,
     name: impl Fn(usize) -> String,
 ) -> Result<WriteSummary, Error> {
     let mut summary = WriteSummary::default();
@@ -98,11 +128,11 @@ pub async fn write_files(
             let take = (group_rows - file.group_rows).min(batch.num_rows() - offset);
             file.write(&batch.slice(offset, take)).await?;
             offset += take;
-            if file.group_rows == group_rows {
+            if file.group_rows == group_rows || file.group_bytes() >= sizes.row_group_bytes {
                 file.end_row_group().await?;
             }
         }
-        if file.estimated_size() >= target_bytes
+        if file.estimated_size() >= sizes.file_bytes
             && let Some(done) = current.take()
         {
             summary.add(done.finish().await?);
@@ -301,6 +331,11 @@ impl OpenFile {
         Ok(())
     }
 
+    /// The encoded size of the row group being fed.
+    fn group_bytes(&self) -> usize {
+        self.group.as_ref().map_or(0, |g| g.estimated.load(AtomicOrdering::Relaxed))
+    }
+
     /// Bytes appended so far plus the encoded size of the row groups in flight.
     fn estimated_size(&self) -> u64 {
         let in_flight =
@@ -318,5 +353,44 @@ impl OpenFile {
         completed.map_err(self.error())?;
         // After finish: the count includes the footer.
         Ok(WrittenFile { path: self.rel, size: self.writer.bytes_written() as u64, rows: self.rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::SerializedFileReader;
+
+    use super::*;
+
+    /// Row groups of a file written from `batches` batches of 1,000 rows
+    /// under a row-group byte cap.
+    async fn row_groups(lake: &Lake, batches: usize, row_group_bytes: usize) -> usize {
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let input: Vec<datafusion::error::Result<RecordBatch>> = (0..batches)
+            .map(|b| {
+                let values: Vec<String> = (0..1000).map(|i| format!("{b}-{i}-{}", "x".repeat(100))).collect();
+                Ok(RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(values))]).unwrap())
+            })
+            .collect();
+        let sizes = FileSizes { file_bytes: u64::MAX, row_group_bytes };
+        let summary = write_files(lake, "t", schema, futures::stream::iter(input), writer_properties(3, 1 << 20), sizes, |p| {
+            format!("part-{row_group_bytes}-{p}.parquet")
+        })
+        .await
+        .unwrap();
+        assert_eq!(summary.rows, batches as u64 * 1000);
+        let bytes = lake.get(&format!("t/{}", summary.files[0].path)).await.unwrap();
+        SerializedFileReader::new(bytes).unwrap().metadata().num_row_groups()
+    }
+
+    /// A row group ends at its byte cap as well as at its row count (the
+    /// encoded size is counted as the column tasks catch up).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn row_groups_end_at_their_byte_cap() {
+        let lake = Lake::open("memory://write-row-group-bytes").unwrap();
+        assert_eq!(row_groups(&lake, 40, usize::MAX).await, 1);
+        assert!(row_groups(&lake, 40, 1).await > 1);
     }
 }
