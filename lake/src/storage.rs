@@ -127,7 +127,12 @@ impl Lake {
                 std::path::PathBuf::from(url)
             };
             std::fs::create_dir_all(&path).map_err(|source| Error::CreateDir { path: path.display().to_string(), source })?;
-            let local = LocalFileSystem::new_with_prefix(&path).map_err(|source| Error::Open { url: url.to_owned(), source })?;
+            // A directory emptied by a delete goes with its last file, as an S3
+            // prefix does: otherwise, once vacuum has deleted the covered raw
+            // files, every query lists each day's and hour's empty directory.
+            let local = LocalFileSystem::new_with_prefix(&path)
+                .map_err(|source| Error::Open { url: url.to_owned(), source })?
+                .with_automatic_cleanup(true);
             Arc::new(SortedListing(Arc::new(local)))
         };
         Ok(Self::from_store(url, store))
@@ -602,6 +607,25 @@ mod tests {
         lake.check_conditional_writes().await.unwrap();
         assert_eq!(lake.list_dirs("a").await.unwrap(), Vec::<String>::new());
         assert_eq!(lake.list("a").await.unwrap().len(), 1);
+    }
+
+    /// On a local lake a directory emptied by a delete goes with its last
+    /// file (the lake root stays), so listing sees what S3 would.
+    #[tokio::test]
+    async fn deleting_a_local_file_removes_the_directories_it_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap()).unwrap();
+        lake.put("raw/events/dt=2026-09-01/hour=00/a.parquet", Bytes::from_static(b"1")).await.unwrap();
+        lake.put("raw/events/dt=2026-09-01/hour=01/b.parquet", Bytes::from_static(b"2")).await.unwrap();
+        lake.delete("raw/events/dt=2026-09-01/hour=00/a.parquet").await.unwrap();
+        assert_eq!(lake.list_dirs("raw/events/dt=2026-09-01").await.unwrap().len(), 1);
+        lake.delete("raw/events/dt=2026-09-01/hour=01/b.parquet").await.unwrap();
+        assert_eq!(lake.list_dirs("raw/events").await.unwrap(), Vec::<String>::new());
+        assert!(!dir.path().join("raw").exists());
+        assert!(dir.path().exists());
+        // Writing again recreates what it needs.
+        lake.put("raw/events/dt=2026-09-01/hour=00/a.parquet", Bytes::from_static(b"3")).await.unwrap();
+        assert_eq!(lake.get("raw/events/dt=2026-09-01/hour=00/a.parquet").await.unwrap(), Bytes::from_static(b"3"));
     }
 
     #[tokio::test]
