@@ -114,8 +114,8 @@ impl Settings {
     /// pool's size: the merge's output batches, the winners pass and the
     /// writer's open row group (a task per column, each holding its pages
     /// until the row group closes) come on top, also outside the pool —
-    /// measured on the wide shape, a budget of the whole pool peaked at
-    /// 452 MiB under a 384 MiB limit (`bench/memory`).
+    /// measured on the wide shape (`bench/shapes.py wide`), a budget of the
+    /// whole pool peaked at 452 MiB under a 384 MiB limit.
     pub fn merge_batch_rows(&self, runs: &[RunShape]) -> Option<usize> {
         if runs.len() > MERGE_MAX_RUNS {
             return None;
