@@ -84,6 +84,11 @@ impl LakeCatalog {
         &self.config
     }
 
+    /// Manifests, Delta snapshots and the raw listing the catalog's tables share.
+    pub fn manifests(&self) -> &Arc<ManifestCache> {
+        &self.manifests
+    }
+
     /// The schema provider for a session.
     pub fn schema_provider(self: &Arc<Self>) -> Arc<LakeSchema> {
         Arc::new(LakeSchema { catalog: Arc::clone(self) })

@@ -21,6 +21,7 @@ pub mod events;
 pub mod files;
 pub mod first_row;
 pub mod fold;
+pub mod lag;
 pub mod nested_loop;
 pub mod schema;
 pub mod session;

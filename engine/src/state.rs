@@ -15,6 +15,7 @@ use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use sediment_lake::manifest::{Manifest, ManifestV1};
 use sediment_lake::paths::{EVENTS_TABLE, RAW_PREFIX, RawFile, manifest_key, raw_day_prefix, run_id_of_curated_file, table_root};
+use sediment_lake::token::Token;
 use sediment_lake::{Lake, storage};
 
 use crate::delta::{self, SnapshotFile};
@@ -102,7 +103,11 @@ pub struct ManifestCache {
     entries: Mutex<HashMap<String, Arc<ManifestV1>>>,
     pub tables: delta::TableCache,
     raw_listing_ttl: Duration,
+    /// The last listing of all raw files, with the instant its LIST began.
     raw_listing: Mutex<Option<(Instant, Arc<RawByDay>)>>,
+    /// A listing begun before this instant is not reused: a consistency
+    /// check saw raw files that older listings may lack.
+    raw_listing_floor: Mutex<Option<Instant>>,
     /// Curated `events` days last loaded with a manifest that records no
     /// counts (written before manifests had them): while any is known,
     /// counts are not answered from manifests (ADR 0010).
@@ -133,8 +138,15 @@ impl ManifestCache {
     }
 
     fn fresh_raw_listing(&self) -> Option<Arc<RawByDay>> {
+        let floor = *self.raw_listing_floor.lock().unwrap_or_else(|p| p.into_inner());
         let guard = self.raw_listing.lock().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().filter(|(at, _)| at.elapsed() < self.raw_listing_ttl).map(|(_, l)| Arc::clone(l))
+        guard.as_ref().filter(|(at, _)| at.elapsed() < self.raw_listing_ttl && floor.is_none_or(|f| *at >= f)).map(|(_, l)| Arc::clone(l))
+    }
+
+    /// From now on, reuse no listing begun before `at`.
+    pub fn refuse_listings_before(&self, at: Instant) {
+        let mut floor = self.raw_listing_floor.lock().unwrap_or_else(|p| p.into_inner());
+        *floor = Some(floor.map_or(at, |f| f.max(at)));
     }
 
     pub async fn get(&self, lake: &Lake, key: &str) -> Result<Option<Arc<ManifestV1>>> {
@@ -226,8 +238,9 @@ async fn raw_for_query(
     if days.len() <= LIST_PER_DAY_UP_TO || cache.raw_listing_ttl.is_zero() {
         return list_raw(lake, &days).await;
     }
+    let began = Instant::now();
     let all = Arc::new(list_all_raw(lake).await?);
-    *cache.raw_listing.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), Arc::clone(&all)));
+    *cache.raw_listing.lock().unwrap_or_else(|p| p.into_inner()) = Some((began, Arc::clone(&all)));
     Ok(kept(&all))
 }
 
@@ -286,6 +299,34 @@ pub async fn load_events(lake: &Lake, cache: &ManifestCache, keep: &(dyn Fn(Naiv
     Ok(EventsState { version: table.version().map(|v| v as i64), curated, raw })
 }
 
+/// The files of `token` that `events` does not show yet.
+///
+/// A raw file is shown exactly once from the moment it is listed (from raw,
+/// or from the curated day whose cumulative manifest names it, also after
+/// vacuum deleted it). So the check lists the token's days afresh, then
+/// reads the Delta snapshot, in the same order as [`load_events`]. When
+/// nothing is missing, `cache` stops reusing listings older than this check,
+/// so the query that follows sees what the check saw.
+pub async fn unseen(lake: &Lake, cache: &ManifestCache, token: &Token) -> Result<Vec<RawFile>> {
+    if token.is_empty() {
+        return Ok(Vec::new());
+    }
+    let days = token.days();
+    let began = Instant::now();
+    let listed = list_raw(lake, &days.iter().copied().collect::<Vec<_>>()).await?;
+    let curated = match cache.tables.latest(lake, EVENTS_TABLE).await? {
+        Some(table) => curated_days(lake, cache, EVENTS_TABLE, delta::snapshot_files(&table)?, &|d| days.contains(&d)).await?,
+        None => BTreeMap::new(),
+    };
+    let mut seen: HashSet<&str> = listed.values().flatten().map(|o| o.key.as_str()).collect();
+    seen.extend(curated.values().flat_map(|c| c.manifest.raw_files.iter().map(String::as_str)));
+    let missing: Vec<RawFile> = token.files().filter(|f| !seen.contains(f.key().as_str())).cloned().collect();
+    if missing.is_empty() {
+        cache.refuse_listings_before(began);
+    }
+    Ok(missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +376,31 @@ mod tests {
         assert_eq!(count(&load_events(&lake, &reusing, &all).await.unwrap()), 6, "reused within the TTL");
         assert_eq!(count(&load_events(&lake, &listing, &all).await.unwrap()), 7, "no TTL: listed afresh");
         assert_eq!(count(&load_events(&lake, &reusing, &one).await.unwrap()), 2);
+    }
+
+    /// A token is unseen until its files are listed; once a check saw them,
+    /// no older listing is reused, so the next query shows them.
+    #[tokio::test]
+    async fn a_satisfied_token_retires_older_listings() {
+        let lake = Lake::open(&format!("memory://token-{}", std::process::id())).unwrap();
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 9, d).unwrap();
+        for d in 1..=6 {
+            lake.put(&RawFile::new(day(d), 0, "a").key(), Bytes::from_static(b"x")).await.unwrap();
+        }
+        let all = |_: NaiveDate| true;
+        let count = |s: &EventsState| s.raw.values().map(Vec::len).sum::<usize>();
+        let cache = ManifestCache::with_raw_listing_ttl(Duration::from_secs(3600));
+        assert_eq!(count(&load_events(&lake, &cache, &all).await.unwrap()), 6);
+        let late = [RawFile::new(day(2), 5, "late"), RawFile::new(day(9), 1, "late")];
+        let keys: Vec<String> = late.iter().map(RawFile::key).collect();
+        let token = Token::of_keys(keys.iter().map(String::as_str));
+        assert_eq!(unseen(&lake, &cache, &token).await.unwrap(), late.to_vec(), "nothing written yet");
+        lake.put(&keys[0], Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(unseen(&lake, &cache, &token).await.unwrap(), late[1..].to_vec());
+        assert_eq!(count(&load_events(&lake, &cache, &all).await.unwrap()), 6, "a partly seen token keeps the listing");
+        lake.put(&keys[1], Bytes::from_static(b"x")).await.unwrap();
+        assert!(unseen(&lake, &cache, &token).await.unwrap().is_empty());
+        assert!(unseen(&lake, &cache, &Token::default()).await.unwrap().is_empty());
+        assert_eq!(count(&load_events(&lake, &cache, &all).await.unwrap()), 8, "the query after the check lists afresh");
     }
 }

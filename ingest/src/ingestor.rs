@@ -60,6 +60,12 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
+    /// The consistency token that makes what this report stored visible:
+    /// a query asked to run after it sees every event of `files`.
+    pub fn token(&self) -> String {
+        sediment_lake::token::Token::of_keys(self.files.iter().map(String::as_str)).encode()
+    }
+
     /// Adds another batch's report into this one (the CLI's running total).
     pub fn absorb(&mut self, other: IngestReport) {
         self.input += other.input;

@@ -24,6 +24,7 @@ pub enum Error {
 pub async fn handle(ingestor: &Ingestor, mapping: &DynamoDbMapping, event: &Value, function: &str) -> Result<Value, Error> {
     let batch = source::decode(event, mapping)?;
     let report = ingestor.ingest(&batch).await;
+    let token = report.token();
     emit_metrics(function, batch.source, &report);
     tracing::info!(
         source = batch.source.name(),
@@ -33,13 +34,16 @@ pub async fn handle(ingestor: &Ingestor, mapping: &DynamoDbMapping, event: &Valu
         failed = report.failed,
         ignored = report.ignored,
         files = report.files.len(),
+        token = %token,
         "batch ingested"
     );
     for e in &report.errors {
         tracing::error!(error = %e, "storage error");
     }
+    // Event source mappings read `batchItemFailures` only; a caller that
+    // invokes the function itself reads `token` to query after its write.
     if report.failed == 0 {
-        return Ok(json!({"batchItemFailures": []}));
+        return Ok(json!({"batchItemFailures": [], "token": token}));
     }
     // Where the source cannot take item failures, or a failed record has no
     // id, the whole batch must be retried: never report a null identifier.
@@ -57,7 +61,7 @@ pub async fn handle(ingestor: &Ingestor, mapping: &DynamoDbMapping, event: &Valu
         report.failed_ids.iter().collect()
     };
     let failures: Vec<Value> = ids.into_iter().map(|id| json!({"itemIdentifier": id})).collect();
-    Ok(json!({"batchItemFailures": failures}))
+    Ok(json!({"batchItemFailures": failures, "token": token}))
 }
 
 /// Per-invocation metrics as CloudWatch Embedded Metric Format on stdout.
@@ -144,6 +148,7 @@ mod tests {
         let msg = |id: &str| json!({"messageId": id, "body": env, "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs"});
         let event = json!({"Records": [msg("m1"), msg("m2")]});
         let out = handle(&ingestor, &Default::default(), &event, "f").await.unwrap();
-        assert_eq!(out, json!({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}));
+        assert_eq!(out["batchItemFailures"], json!([{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]));
+        assert_eq!(out["token"], sediment_lake::token::Token::default().encode(), "nothing stored, nothing to wait for");
     }
 }

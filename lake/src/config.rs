@@ -160,6 +160,10 @@ pub struct QuerySection {
     /// API keys accepted by the server (Bearer for REST, access key id for the Athena API).
     #[serde(default)]
     pub api_keys: Vec<String>,
+    /// Longest a query asked to run `after` a write waits for it to become
+    /// visible (a request may ask for less); then it fails NOT_YET_VISIBLE.
+    #[serde(default = "default_max_after_wait", with = "humantime_serde_compat")]
+    pub max_after_wait: std::time::Duration,
 }
 
 impl Default for QuerySection {
@@ -173,6 +177,7 @@ impl Default for QuerySection {
             max_concurrency: default_concurrency(),
             raw_listing_ttl: default_raw_listing_ttl(),
             api_keys: Vec::new(),
+            max_after_wait: default_max_after_wait(),
         }
     }
 }
@@ -209,6 +214,9 @@ fn default_database() -> String {
 }
 fn default_query_memory_mb() -> u64 {
     2048
+}
+fn default_max_after_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
 }
 fn default_raw_listing_ttl() -> std::time::Duration {
     std::time::Duration::from_secs(1)

@@ -25,6 +25,7 @@ pub mod paths;
 pub mod schema;
 pub mod storage;
 pub mod telemetry;
+pub mod token;
 
 pub use config::Config;
 pub use envelope::Envelope;

@@ -141,6 +141,13 @@ async function loadLake() {
     if (lakeStatus.newest_raw) {
       const lag = (Date.parse(lakeStatus.now) - Date.parse(lakeStatus.newest_raw)) / 1000;
       f.textContent = `newest data landed ${fmtAgo(lag)} · ${lakeStatus.days.length} days · ${lakeStatus.uncovered_files} hot files`;
+      // Per-source lag: the newest record visible to SQL per stream shard or queue.
+      const sources = lakeStatus.sources || [];
+      if (sources.length) {
+        const worst = sources.reduce((a, b) => (a.age_ms >= b.age_ms ? a : b));
+        f.textContent += ` · ${sources.length} source(s), most behind: ${worst.source}${worst.shard ? "/" + worst.shard : ""} ${fmtAgo(worst.age_ms / 1000)}`;
+        f.title = sources.map((s) => `${s.source}${s.shard ? "/" + s.shard : ""}: newest ${s.newest_position}, arrived ${fmtAgo(s.age_ms / 1000)}`).join("\n");
+      }
     } else {
       f.textContent = "the lake is empty";
     }

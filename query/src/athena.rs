@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use sediment_trino::types::{athena_column, trino_type};
 use serde_json::{Value, json};
 
+use crate::after::After;
 use crate::output::{text_rows_range, to_csv};
 use crate::server::AppState;
 use crate::service::{Cancel, Category, Observer, QueryError, QueryOutput, QueryRequest};
@@ -149,7 +150,7 @@ pub async fn dispatch(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    match operation(&state, key, op, &req).await {
+    match operation(&state, key, op, &req, after_header(&headers)).await {
         Ok(v) => ([("content-type", "application/x-amz-json-1.1")], Json(v)).into_response(),
         Err(e) => e.into_response(),
     }
@@ -174,6 +175,7 @@ pub async fn rest_json(
     key: Option<axum::Extension<crate::server::KeyId>>,
     method: axum::http::Method,
     uri: axum::http::Uri,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     let answer = async {
@@ -197,7 +199,7 @@ pub async fn rest_json(
             };
             fields.insert(name.into_owned(), value);
         }
-        operation(&state, key, op, &req).await
+        operation(&state, key, op, &req, after_header(&headers)).await
     };
     match answer.await {
         Ok(v) => ([("content-type", "application/json")], Json(v)).into_response(),
@@ -241,15 +243,31 @@ fn rest_operation(method: &axum::http::Method, path: &[String]) -> Option<(&'sta
     })
 }
 
+/// Read your writes through the Athena API, which has no member for it: the
+/// `X-Sediment-After` header of `StartQueryExecution` holds a token or the
+/// JSON object REST takes as `after` (see [`crate::after`]). Until the writes
+/// are visible the execution stays QUEUED; if the wait runs out it FAILS
+/// with NOT_YET_VISIBLE (retryable).
+pub const AFTER_HEADER: &str = "x-sediment-after";
+
+fn after_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(AFTER_HEADER).and_then(|v| v.to_str().ok())
+}
+
 /// One Athena operation on its input members, whichever binding carried it.
 async fn operation(
     state: &Arc<AppState>,
     key: Option<axum::Extension<crate::server::KeyId>>,
     op: &str,
     req: &Value,
+    after: Option<&str>,
 ) -> Result<Value, AthenaError> {
     match op {
-        "StartQueryExecution" => start(state, req, key.map(|k| k.0.0)).await,
+        "StartQueryExecution" => {
+            let max_wait = state.service.settings().max_after_wait;
+            let after = after.map(|a| After::parse(a, max_wait)).transpose().map_err(|e| invalid(format!("{AFTER_HEADER}: {e}")))?;
+            start(state, req, key.map(|k| k.0.0), after).await
+        }
         "GetQueryExecution" => get_execution(state, req),
         "BatchGetQueryExecution" => batch_get(state, req),
         "GetQueryResults" => get_results(state, req).await,
@@ -301,7 +319,7 @@ impl Observer for Track {
     }
 }
 
-async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Result<Value, AthenaError> {
+async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>, after: Option<After>) -> Result<Value, AthenaError> {
     let sql = str_field(req, "QueryString").ok_or_else(|| invalid("QueryString is required"))?.to_owned();
     if sql.trim().is_empty() || sql.len() > sediment_trino::MAX_QUERY_BYTES {
         return Err(invalid(format!("QueryString must be 1 to {} characters", sediment_trino::MAX_QUERY_BYTES)));
@@ -328,6 +346,8 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
     let reuse_minutes = req
         .pointer("/ResultReuseConfiguration/ResultReuseByAgeConfiguration")
         .filter(|c| c.get("Enabled").and_then(Value::as_bool) == Some(true))
+        // An answer from before the writes `after` names would not reflect them.
+        .filter(|_| after.is_none())
         .map(|c| c.get("MaxAgeInMinutes").and_then(Value::as_u64).unwrap_or(60));
     let reused = reuse_minutes.and_then(|minutes| {
         let execs = state.executions.by_id.lock().unwrap_or_else(|p| p.into_inner());
@@ -367,7 +387,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>) -> Re
     let run_id = id.clone();
     tokio::spawn(async move {
         let client = crate::service::Client { query_id: run_id.clone(), interface: "athena", key_id };
-        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None, client };
+        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None, client, after };
         let track = Track { state: Arc::clone(&st), id: run_id.clone() };
         let started = Instant::now();
         let result = st.service.run(&request, &cancel, &track).await;
@@ -482,7 +502,7 @@ fn describe(e: &Execution) -> Value {
         status["AthenaError"] = json!({
             "ErrorCategory": if err.category == Category::System { 1 } else { 2 },
             "ErrorType": if err.cancelled { 1306 } else if err.category == Category::System { 401 } else { 1100 },
-            "Retryable": err.category == Category::System,
+            "Retryable": err.category == Category::System || err.not_visible.is_some(),
             "ErrorMessage": err.message,
         });
     }
@@ -546,7 +566,7 @@ fn stop(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
         e.state = QueryState::Cancelled;
         e.completed = Some(SystemTime::now());
         e.total_ms = e.started.elapsed().as_millis() as u64;
-        e.error = Some(QueryError { category: Category::User, message: "Query was cancelled by the user".into(), cancelled: true });
+        e.error = Some(QueryError::cancelled("Query was cancelled by the user"));
     }
     Ok(json!({}))
 }

@@ -72,6 +72,6 @@ pub(crate) fn join_error(e: JoinError) -> QueryError {
         tracing::error!(panic = %what, "a query panicked");
         QueryError::system(format!("internal error: the query failed unexpectedly ({what})"))
     } else {
-        QueryError { category: crate::service::Category::User, message: "Query was cancelled".into(), cancelled: true }
+        QueryError::cancelled("Query was cancelled")
     }
 }

@@ -7,6 +7,7 @@
 //!  console at / (browser) ─ Athena API + GET /v1/lake
 //! ```
 
+pub mod after;
 pub mod athena;
 pub mod console;
 pub mod executor;

@@ -30,6 +30,7 @@ fn table_output(columns: &[&str], rows: Vec<Vec<String>>) -> QueryOutput {
         planning: Duration::ZERO,
         execution: Duration::ZERO,
         queued: Duration::ZERO,
+        stale: None,
     }
 }
 

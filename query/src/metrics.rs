@@ -72,3 +72,49 @@ impl Metrics {
         out
     }
 }
+
+/// Per-source lag gauges: age of the newest visible record of each source
+/// and shard, and when it arrived.
+pub fn render_lag(sources: &[sediment_engine::lag::SourceLag]) -> String {
+    use sediment_engine::lag::SourceLag;
+    /// Name, help text, and the value of a source.
+    type Gauge = (&'static str, &'static str, fn(&SourceLag) -> f64);
+    let label = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::new();
+    let gauges: [Gauge; 2] = [
+        ("sediment_source_lag_seconds", "Age of the newest record visible to SQL, per source and shard.", |l| l.age_ms as f64 / 1000.0),
+        ("sediment_source_newest_arrival_seconds", "When the newest visible record arrived at its source (Unix time).", |l| {
+            l.newest_arrival.timestamp_millis() as f64 / 1000.0
+        }),
+    ];
+    for (name, help, value) in gauges {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for l in sources {
+            let shard = label(l.shard.as_deref().unwrap_or(""));
+            out.push_str(&format!("{name}{{source=\"{}\",shard=\"{shard}\"}} {}\n", label(&l.source), value(l)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_gauges_per_source_and_shard() {
+        let at = chrono::DateTime::from_timestamp_millis(1_793_613_600_123).unwrap();
+        let lag = |source: &str, shard: Option<&str>, age_ms| sediment_engine::lag::SourceLag {
+            source: source.into(),
+            shard: shard.map(str::to_owned),
+            newest_position: "p".into(),
+            newest_arrival: at,
+            age_ms,
+        };
+        let text = render_lag(&[lag("kinesis", Some("shardId-1\"x"), 1500), lag("sqs", None, 20)]);
+        assert!(text.contains("sediment_source_lag_seconds{source=\"kinesis\",shard=\"shardId-1\\\"x\"} 1.5\n"), "{text}");
+        assert!(text.contains("sediment_source_lag_seconds{source=\"sqs\",shard=\"\"} 0.02\n"), "{text}");
+        assert!(text.contains("sediment_source_newest_arrival_seconds{source=\"sqs\",shard=\"\"} 1793613600.123\n"), "{text}");
+        assert_eq!(text.matches("# TYPE").count(), 2);
+    }
+}

@@ -71,7 +71,7 @@ pub fn to_json(out: &QueryOutput) -> Value {
             rows.push(Value::Array(cols.iter().map(|c| c[i].clone()).collect()));
         }
     }
-    json!({
+    let mut body = json!({
         "columns": columns,
         "rows": rows,
         "stats": {
@@ -81,7 +81,12 @@ pub fn to_json(out: &QueryOutput) -> Value {
             "execution_ms": out.execution.as_millis() as u64,
             "queued_ms": out.queued.as_millis() as u64,
         }
-    })
+    });
+    if let Some(nv) = &out.stale {
+        body["stale"] = json!(true);
+        body["not_visible"] = serde_json::to_value(nv.as_ref()).unwrap_or_default();
+    }
+    body
 }
 
 /// Athena's result CSV: a header, every value double-quoted, NULL as an empty unquoted field.
@@ -246,6 +251,7 @@ mod tests {
             planning: Duration::ZERO,
             execution: Duration::ZERO,
             queued: Duration::ZERO,
+            stale: None,
         };
         assert_eq!(to_csv(&out), "\"name\",\"at\"\n\"a \"\"b\"\"\",\"2026-11-02 13:05:09.123\"\n,\n");
         let back = parse_csv(to_csv(&out).as_bytes());

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::after::After;
 use crate::output;
 use crate::server::{AppState, KeyId};
 use crate::service::{Cancel, Category, Client, QueryError, QueryRequest};
@@ -19,6 +20,10 @@ pub struct QueryBody {
     pub sql: String,
     #[serde(default)]
     pub params: Vec<String>,
+    /// Writes the answer must reflect: a token, or `{"token"|"event_ids"|
+    /// "positions", "wait", "on_timeout"}` (see [`crate::after`]).
+    #[serde(default)]
+    pub after: Option<serde_json::Value>,
 }
 
 /// An error as an HTTP response: user errors spelled out (400), internals
@@ -49,7 +54,12 @@ pub async fn health() -> Json<serde_json::Value> {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(state.service.lake().requests())).into_response()
+    let mut text = state.metrics.render(state.service.lake().requests());
+    match state.service.source_lag().await {
+        Ok(sources) => text.push_str(&crate::metrics::render_lag(&sources)),
+        Err(e) => tracing::error!(error = %e.message, "per-source lag failed"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 pub async fn query(
@@ -63,11 +73,26 @@ pub async fn query(
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_ascii_lowercase();
     let started = Instant::now();
     let client = Client { query_id: uuid::Uuid::new_v4().to_string(), interface: "rest", key_id: key.map(|k| k.0.0) };
-    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None, client };
+    let max_wait = state.service.settings().max_after_wait;
+    let after =
+        body.after.map(|a| After::from_json(a, max_wait)).transpose().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e, "BadRequest"))?;
+    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None, client, after };
     let result = state.service.run(&req, &Cancel::default(), &()).await;
     state.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
-    let out = result?;
-    state.service.on_cpu(move || render(&accept, &out)).await?
+    let out = match result {
+        Err(QueryError { not_visible: Some(nv), message, .. }) => {
+            let body = json!({"error": {"type": "NotYetVisible", "message": message, "not_visible": nv.as_ref()}});
+            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        }
+        other => other?,
+    };
+    let stale = out.stale.is_some();
+    let mut response = state.service.on_cpu(move || render(&accept, &out)).await??;
+    if stale {
+        // CSV, Arrow and Parquet bodies have no field for it.
+        response.headers_mut().insert("x-sediment-stale", axum::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// The result in the format the client accepts (on the query runtime: a
@@ -98,5 +123,9 @@ pub async fn lake(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
     let mut body =
         serde_json::to_value(&status).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "InternalError"))?;
     body["now"] = json!(chrono::Utc::now());
+    match state.service.source_lag().await {
+        Ok(sources) => body["sources"] = json!(sources),
+        Err(e) => tracing::error!(error = %e.message, "per-source lag failed"),
+    }
     Ok(Json(body).into_response())
 }

@@ -22,7 +22,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use std::collections::HashSet;
+
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::SessionState;
@@ -34,12 +36,16 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::Statement;
 use futures::StreamExt;
 use sediment_engine::catalog::LakeCatalog;
+use sediment_engine::lag::{self, SourceLag};
 use sediment_engine::session::{SessionOptions, query_context, session_config};
+use sediment_engine::state;
 use sediment_lake::config::QuerySection;
+use sediment_lake::token::Token;
 use sediment_lake::{Config, Lake};
 use sediment_trino as dialect;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::after::{After, NotVisible, OnTimeout};
 use crate::executor::CpuRuntime;
 use crate::meta;
 
@@ -60,17 +66,23 @@ pub struct QueryError {
     pub message: String,
     /// `CANCELLED` rather than `FAILED`.
     pub cancelled: bool,
+    /// The writes named by `after` did not become visible in time.
+    pub not_visible: Option<Arc<NotVisible>>,
 }
 
 impl QueryError {
     pub fn user(message: impl Into<String>) -> Self {
-        Self { category: Category::User, message: message.into(), cancelled: false }
+        Self { category: Category::User, message: message.into(), cancelled: false, not_visible: None }
     }
     pub fn system(message: impl Into<String>) -> Self {
-        Self { category: Category::System, message: message.into(), cancelled: false }
+        Self { category: Category::System, message: message.into(), cancelled: false, not_visible: None }
     }
-    fn cancelled(message: impl Into<String>) -> Self {
-        Self { category: Category::User, message: message.into(), cancelled: true }
+    /// NOT_YET_VISIBLE: the client's to retry (later, or with a longer wait).
+    pub fn not_visible(nv: NotVisible) -> Self {
+        Self { category: Category::User, message: nv.message(), cancelled: false, not_visible: Some(Arc::new(nv)) }
+    }
+    pub(crate) fn cancelled(message: impl Into<String>) -> Self {
+        Self { category: Category::User, message: message.into(), cancelled: true, not_visible: None }
     }
 }
 
@@ -107,7 +119,7 @@ impl From<datafusion::error::DataFusionError> for QueryError {
             },
             other => other.to_string(),
         };
-        Self { category, message, cancelled: false }
+        Self { category, message, cancelled: false, not_visible: None }
     }
 }
 
@@ -120,8 +132,12 @@ pub struct QueryOutput {
     pub bytes_scanned: u64,
     pub planning: Duration,
     pub execution: Duration,
-    /// Time spent waiting for a slot (QUEUED).
+    /// Time spent waiting for a slot (QUEUED), and for the writes `after`
+    /// named.
     pub queued: Duration,
+    /// Set when the query ran although the writes `after` named were not
+    /// all visible (the client asked for a stale answer rather than none).
+    pub stale: Option<Arc<NotVisible>>,
 }
 
 /// A request to run.
@@ -134,6 +150,8 @@ pub struct QueryRequest {
     pub bytes_scanned_cutoff: Option<u64>,
     /// Who asks, for the query log.
     pub client: Client,
+    /// Writes the answer must reflect (read your writes).
+    pub after: Option<After>,
 }
 
 /// Who sent a query, for the query log.
@@ -286,9 +304,108 @@ impl QueryService {
         if req.client.query_id.is_empty() {
             req.to_mut().client.query_id = uuid::Uuid::new_v4().to_string();
         }
-        let result = self.run_bounded(&req, cancel, observer).await;
+        let result = match self.await_writes(&req, cancel).await {
+            Ok(stale) => {
+                let waited = started.elapsed();
+                self.run_bounded(&req, cancel, observer).await.map(|o| QueryOutput { stale, queued: o.queued + waited, ..o })
+            }
+            Err(e) => Err(e),
+        };
         crate::log::query(&req, &result, started.elapsed());
         result
+    }
+
+    /// Waits, within the request's bound, until the writes its `after` names
+    /// are visible to `events`. `Ok(Some(_))`: they are not, and the client
+    /// asked for a stale answer over none.
+    async fn await_writes(&self, req: &QueryRequest, cancel: &Cancel) -> Result<Option<Arc<NotVisible>>, QueryError> {
+        let Some(after) = req.after.as_ref().filter(|a| !a.is_empty()) else { return Ok(None) };
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + after.wait;
+        let manifests = self.catalog.manifests();
+        let mut want = after.clone();
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let began = Instant::now();
+            let files = state::unseen(self.lake(), manifests, &want.token)
+                .await
+                .map_err(|e| QueryError::system(format!("checking the token's files: {e}")))?;
+            want.token = Token::of_files(files.iter().cloned());
+            // Ids and positions are looked up in `events` once the token's
+            // files are in (a token's events usually include them).
+            if want.token.is_empty() && !want.event_ids.is_empty() {
+                let found = self.present("event_id", &["event_id"], want.event_ids.iter().cloned().collect()).await?;
+                want.event_ids.retain(|id| !found.contains(&vec![id.clone()]));
+            }
+            if want.token.is_empty() && want.event_ids.is_empty() && !want.positions.is_empty() {
+                let values = want.positions.iter().map(|(_, p)| p.clone()).collect();
+                let found = self.present("source_position", &["source", "source_position"], values).await?;
+                want.positions.retain(|(s, p)| !found.contains(&vec![s.clone(), p.clone()]));
+            }
+            if want.is_empty() {
+                // What the check saw, the query sees: no older listing.
+                manifests.refuse_listings_before(began);
+                return Ok(None);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                let mut nv = NotVisible::new(&files, &want.event_ids, &want.positions, started.elapsed());
+                nv.lag = self.source_lag().await.unwrap_or_default();
+                if after.on_timeout == OnTimeout::Stale {
+                    return Ok(Some(Arc::new(nv)));
+                }
+                return Err(QueryError::not_visible(nv));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until((now + pause).min(deadline)) => {}
+                _ = cancel.wait() => return Err(QueryError::cancelled("cancelled while waiting for the writes named by `after`")),
+            }
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// The distinct values of `columns` in `events` among the rows whose
+    /// `filter` column is one of `values`: a query of its own, holding a slot.
+    async fn present(&self, filter: &str, columns: &[&str], values: Vec<String>) -> Result<HashSet<Vec<String>>, QueryError> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::logical_expr::{col, lit};
+        let _slot = Arc::clone(&self.slots).acquire_owned().await.map_err(|_| QueryError::system("the server is shutting down"))?;
+        let ctx = self.session();
+        let filter = filter.to_owned();
+        let columns: Vec<String> = columns.iter().map(|c| (*c).to_owned()).collect();
+        let work = async move {
+            let list = values.into_iter().map(lit).collect();
+            let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let batches = ctx
+                .table("events")
+                .await?
+                .filter(col(filter.as_str()).in_list(list, false))?
+                .select_columns(&cols)?
+                .distinct()?
+                .collect()
+                .await?;
+            let mut found = HashSet::new();
+            for b in &batches {
+                let text: Vec<ArrayRef> =
+                    b.columns().iter().map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8)).collect::<Result<_, _>>()?;
+                for i in 0..b.num_rows() {
+                    found.insert(text.iter().map(|c| c.as_string::<i32>().value(i).to_owned()).collect::<Vec<_>>());
+                }
+            }
+            Ok::<_, datafusion::error::DataFusionError>(found)
+        };
+        self.cpu.spawn(work).await.map_err(crate::executor::join_error)?.map_err(QueryError::from)
+    }
+
+    /// Per source, the newest position visible to `events` and its age.
+    pub async fn source_lag(&self) -> Result<Vec<SourceLag>, QueryError> {
+        let events = state::load_events(self.lake(), self.catalog.manifests(), &|_| true)
+            .await
+            .map_err(|e| QueryError::system(format!("reading the lake: {e}")))?;
+        let days = lag::recent_days(&events);
+        let ctx = self.session();
+        let work = async move { lag::source_lag(&ctx, &days, chrono::Utc::now()).await };
+        self.cpu.spawn(work).await.map_err(crate::executor::join_error)?.map_err(QueryError::from)
     }
 
     async fn run_bounded(
@@ -388,6 +505,7 @@ impl QueryService {
             planning,
             execution: exec_started.elapsed(),
             queued: Duration::ZERO,
+            stale: None,
         })
     }
 

@@ -74,5 +74,7 @@ pub(crate) async fn ingest_input(lake: &Lake, config: &IngestSection, input: &st
         bytes(total.bytes),
         total.input as f64 / secs.max(1e-9),
     );
+    // What a later `sediment query --after` (or REST's `after`) names to see these events.
+    println!("token: {}", total.token());
     Ok(total)
 }

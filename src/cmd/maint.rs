@@ -80,10 +80,15 @@ pub(crate) struct StatusArgs {
 }
 
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let (_, lake) = args.lake.load().await?;
+    let (config, lake) = args.lake.load().await?;
     let s = maintenance::status(&lake).await?;
+    // Per-source lag is read from `events`, as a query sees it.
+    let service = sediment_query::QueryService::new(lake, config)?;
+    let sources = service.source_lag().await.map_err(|e| anyhow::anyhow!("reading per-source lag: {}", e.message))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        let mut body = serde_json::to_value(&s)?;
+        body["sources"] = serde_json::to_value(&sources)?;
+        println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);
     }
     println!("lake {}  (events table version {})", s.lake, s.events_version.map_or("none".into(), |v| v.to_string()));
@@ -111,6 +116,19 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             humantime::format_duration(lag.to_std().unwrap_or_default()),
             s.uncovered_files
         );
+    }
+    if !sources.is_empty() {
+        println!("{:<12}  {:<24}  {:<24}  {:>12}  newest visible position", "source", "shard", "newest arrival", "lag");
+        for l in &sources {
+            println!(
+                "{:<12}  {:<24}  {:<24}  {:>12}  {}",
+                l.source,
+                l.shard.as_deref().unwrap_or("-"),
+                l.newest_arrival.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+                humantime::format_duration(std::time::Duration::from_millis(l.age_ms as u64 / 1000 * 1000)).to_string(),
+                l.newest_position
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -180,20 +180,20 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
     // Kinesis, with malformed records quarantined (not failed).
     let kinesis = kinesis_event(a, 1_000);
     let r = invoke(port, "_", &kinesis, dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}), "{r}");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
     let files = count_raw_files(&moto, lake);
     assert!(files > 0);
     // The same batch retried lands on the same keys.
     let r = invoke(port, "_", &kinesis, dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}));
+    assert_eq!(r["batchItemFailures"], json!([]));
     assert_eq!(count_raw_files(&moto, lake), files, "a retried batch wrote new files");
 
     let r = invoke(port, "_", &sqs_event(b, "m"), dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}), "{r}");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
     let r = invoke(port, "_", &dynamodb_event(&c), dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}), "{r}");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
     let r = invoke(port, "_", &sqs_event(&c_bad, "bad"), dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}), "{r}");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
 
     // Scheduled compaction of closed days.
     let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events", "account": "000000000000",
@@ -204,7 +204,7 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
     assert_eq!(r["committed_days"], 0, "a second scheduled run compacted again: {r}");
     // Late events for compacted days: those days turn dirty and are recompacted.
     let r = invoke(port, "_", &kinesis_event(late, 50_000), dir.path());
-    assert_eq!(r, json!({"batchItemFailures": []}), "{r}");
+    assert_eq!(r["batchItemFailures"], json!([]), "{r}");
     let r = invoke(cport, "_", &scheduled, dir.path());
     assert!(r["committed_days"].as_u64().is_some_and(|n| n >= 1), "late data did not recompact: {r}");
     let r = invoke(cport, "_", &scheduled, dir.path());
@@ -249,27 +249,73 @@ fn lambda_binaries_ingest_and_compact_under_cargo_lambda_watch() {
     let out =
         python("lambda_e2e.py", &[&format!("http://127.0.0.1:{serve_port}"), lake, input.to_str().unwrap(), "2026-09-02"], &moto.env());
     println!("lambda e2e: {}", out.trim());
+    // Read your writes: each batch's token, sent with the very next query,
+    // makes that query see the batch; so do its event ids and its Kinesis
+    // positions (shard and sequence number, as PutRecord returns them).
     let mut lags = Vec::new();
     for i in 0..5 {
         let id = format!("fresh-{i}-{}", uuid_like());
         let event = json!({"event_id": id, "event_type": "Ping", "aggregate_type": "Probe", "aggregate_id": "p",
                            "occurred_at": chrono_now(), "payload": {}});
         let r = invoke(port, "_", &sqs_event(&[event.to_string()], &id), dir.path());
-        assert_eq!(r, json!({"batchItemFailures": []}));
+        assert_eq!(r["batchItemFailures"], json!([]));
+        let token = r["token"].as_str().expect("the ingest Lambda returns a token").to_owned();
         let returned = Instant::now();
-        loop {
-            let body = json!({"sql": format!("SELECT count(*) FROM events WHERE event_id = '{id}'")});
-            let resp = ureq_post(serve_port, &body);
-            if resp["rows"][0][0] == 1 {
-                break;
-            }
-            assert!(returned.elapsed() < Duration::from_secs(30), "event {id} not visible after 30 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let sql = format!("SELECT count(*) FROM events WHERE event_id = '{id}'");
+        let resp = ureq_post(serve_port, &json!({"sql": sql, "after": {"token": token}}));
+        assert_eq!(resp["rows"][0][0], 1, "the token's event is not in the answer: {resp}");
         lags.push(returned.elapsed());
+        let resp = ureq_post(serve_port, &json!({"sql": sql, "after": {"event_ids": [id]}}));
+        assert_eq!(resp["rows"][0][0], 1, "{resp}");
     }
+    // The same through the Athena API (boto3, the token in X-Sediment-After).
+    let id = format!("athena-{}", uuid_like());
+    let event = json!({"event_id": id, "event_type": "Ping", "aggregate_type": "Probe", "aggregate_id": "p",
+                       "occurred_at": chrono_now(), "payload": {}});
+    let r = invoke(port, "_", &sqs_event(&[event.to_string()], &id), dir.path());
+    let out = python("athena_after.py", &[&format!("http://127.0.0.1:{serve_port}"), r["token"].as_str().unwrap(), &id], &moto.env());
+    assert!(out.contains("\"problems\": []"), "{out}");
+    let seq = 90_000u64;
+    let probe = json!({"event_id": format!("kinesis-probe-{}", uuid_like()), "event_type": "Ping", "aggregate_type": "Probe",
+                       "aggregate_id": "k", "occurred_at": chrono_now(), "payload": {}});
+    let r = invoke(port, "_", &kinesis_event(&[probe.to_string()], seq), dir.path());
+    assert_eq!(r["batchItemFailures"], json!([]));
+    let position = json!({"source": "kinesis", "shard": "shardId-000000000000", "sequence_number": format!("{seq:056}")});
+    let sql = format!("SELECT count(*) FROM events WHERE event_id = '{}'", probe["event_id"].as_str().unwrap());
+    let resp = ureq_post(serve_port, &json!({"sql": sql, "after": {"positions": [position]}}));
+    assert_eq!(resp["rows"][0][0], 1, "{resp}");
+
+    // What never arrives times out, within the bound, with the documented error.
+    let never = json!({"sql": "SELECT 1", "after": {"event_ids": ["never-delivered"], "wait": "400ms"}});
+    let asked = Instant::now();
+    let resp = ureq_post(serve_port, &never);
+    let waited = asked.elapsed();
+    assert_eq!(resp["error"]["type"], "NotYetVisible", "{resp}");
+    assert!(resp["error"]["message"].as_str().unwrap().starts_with("NOT_YET_VISIBLE"), "{resp}");
+    assert_eq!(resp["error"]["not_visible"]["event_ids"], json!(["never-delivered"]), "{resp}");
+    assert!(resp["error"]["not_visible"]["lag"].as_array().is_some_and(|l| !l.is_empty()), "the error says how far behind: {resp}");
+    assert!(waited >= Duration::from_millis(400) && waited < Duration::from_secs(5), "waited {waited:?}");
+    // A token naming a batch that never landed: the same, naming the file.
+    let ghost_key = "raw/events/dt=2026-12-01/hour=00/sqs-never-landed.parquet";
+    let ghost = sediment_lake::token::Token::of_keys([ghost_key]).encode();
+    let resp = ureq_post(serve_port, &json!({"sql": "SELECT 1", "after": {"token": ghost, "wait": "200ms"}}));
+    assert_eq!(resp["error"]["type"], "NotYetVisible", "{resp}");
+    assert_eq!(resp["error"]["not_visible"]["files"], json!([ghost_key]), "{resp}");
+    let stale = json!({"sql": "SELECT 1", "after": {"event_ids": ["never-delivered"], "wait": "100ms", "on_timeout": "stale"}});
+    let resp = ureq_post(serve_port, &stale);
+    assert_eq!((resp["stale"].clone(), resp["rows"][0][0].clone()), (json!(true), json!(1)), "{resp}");
+    // Lag per source, as GET /v1/lake reports it.
+    let lake_status = Command::new("curl").args(["-s", &format!("http://127.0.0.1:{serve_port}/v1/lake")]).output().unwrap();
+    let lake_status: Value = serde_json::from_slice(&lake_status.stdout).unwrap();
+    let sources = lake_status["sources"].as_array().expect("sources in /v1/lake");
+    let kinesis = sources.iter().find(|s| s["source"] == "kinesis" && s["shard"] == "shardId-000000000000").expect("the Kinesis shard");
+    assert_eq!(kinesis["newest_position"], format!("shardId-000000000000:{seq:056}"), "{kinesis}");
+    assert!(sources.iter().any(|s| s["source"] == "sqs"), "{lake_status}");
+    let metrics = Command::new("curl").args(["-s", &format!("http://127.0.0.1:{serve_port}/metrics")]).output().unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).into_owned();
+    assert!(metrics.contains("sediment_source_lag_seconds{source=\"kinesis\",shard=\"shardId-000000000000\"}"), "{metrics}");
     lags.sort();
-    println!("freshness (ingest return → visible to SQL): median {:?}, max {:?}", lags[lags.len() / 2], lags[lags.len() - 1]);
+    println!("read your writes (ingest return → answer with the token): median {:?}, max {:?}", lags[lags.len() / 2], lags[lags.len() - 1]);
 }
 
 fn chrono_now() -> String {
