@@ -22,12 +22,13 @@ use sediment_engine::schema::{curated_events_file_schema, events_schema};
 use sediment_engine::state::CuratedDay;
 use sediment_lake::Lake;
 use sediment_lake::config::{Projection, View};
-use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
-use sediment_lake::paths::{curated_file, manifest_key, run_id_of_curated_file, table_root};
+use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1, RestatementFile};
+use sediment_lake::paths::{curated_file, manifest_key, restatement_key, run_id_of_curated_file, table_root};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::commit::{open_or_create, replace_partition};
+use crate::restate::{self, LateEvents};
 use crate::write::{write_files, writer_properties};
 use crate::{Error, Result, Settings};
 
@@ -42,6 +43,8 @@ pub struct DerivedDayReport {
     pub files_written: usize,
     pub bytes_written: u64,
     pub duration_ms: u64,
+    /// Published rows this rebuild changed (see `sediment_restatements`).
+    pub restated_rows: u64,
 }
 
 fn hash(parts: &[&str]) -> String {
@@ -102,6 +105,7 @@ async fn write_day(
     stream: datafusion::physical_plan::SendableRecordBatchStream,
     cast_errors: BTreeMap<String, u64>,
     started: Instant,
+    restate: Restate<'_>,
 ) -> Result<DerivedDayReport> {
     let previous = state.days.get(&dt).map(|(_, m)| m.run_id.clone()).unwrap_or_default();
     let mut parts: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -132,6 +136,9 @@ async fn write_day(
         summary.files.push(crate::write::WrittenFile { path: curated_file(col_name, dt, &run, 0), size, rows: 0 });
         summary.bytes += size;
     }
+    let published = state.days.get(&dt).map_or(0, |(_, m)| m.restatements.len());
+    let restatements = restated(lake, settings, state, name, dt, &inputs, &run, &schema, &summary.files, restate).await?;
+    let restated_rows = if restatements.len() > published { restatements.last().map_or(0, |r| r.rows) } else { 0 };
     let manifest = DerivedManifestV1 {
         table: name.to_owned(),
         dt,
@@ -141,6 +148,7 @@ async fn write_day(
         cast_errors: cast_errors.clone(),
         files: summary.files.iter().map(|f| f.path.clone()).collect(),
         created_at: chrono::Utc::now(),
+        restatements: restatements.clone(),
     };
     let body = serde_json::to_vec_pretty(&DerivedManifest::V1(manifest)).map_err(|e| Error::Internal(e.to_string()))?;
     lake.put_if_absent(&manifest_key(name, dt, &run), body.into()).await?;
@@ -161,6 +169,7 @@ async fn write_day(
         cast_errors: cast_errors.clone(),
         files: vec![],
         created_at: chrono::Utc::now(),
+        restatements,
     };
     state.days.insert(dt, (files, Arc::new(recorded)));
     Ok(DerivedDayReport {
@@ -172,7 +181,57 @@ async fn write_day(
         files_written: summary.files.len(),
         bytes_written: summary.bytes,
         duration_ms: started.elapsed().as_millis() as u64,
+        restated_rows,
     })
+}
+
+/// Where the causes of a rebuilt day's changes are looked for: the events
+/// days it reads, and the aggregate type it keeps.
+pub(crate) struct Restate<'a> {
+    pub(crate) days: Vec<&'a CuratedDay>,
+    pub(crate) aggregate_type: Option<&'a str>,
+    pub(crate) late: &'a mut LateEvents,
+}
+
+/// The day's restatement files after this run: those of the runs before,
+/// and, when this run replaces a published one of the same definition and
+/// changes rows, a new file of what it changed (written before the
+/// manifest that names it, which is written before the commit).
+#[allow(clippy::too_many_arguments)]
+async fn restated(
+    lake: &Lake,
+    settings: &Settings,
+    state: &DerivedState,
+    name: &str,
+    dt: NaiveDate,
+    inputs: &[String],
+    run: &str,
+    schema: &SchemaRef,
+    written: &[crate::write::WrittenFile],
+    restate: Restate<'_>,
+) -> Result<Vec<RestatementFile>> {
+    let Some((old_files, old)) = state.days.get(&dt) else { return Ok(Vec::new()) };
+    let mut files = old.restatements.clone();
+    // A changed definition is a new table, not a restatement of the old one.
+    if old.inputs.first() != inputs.first() || old.run_id == run {
+        return Ok(files);
+    }
+    let root = table_root(name);
+    let ctx = settings.session(lake)?;
+    let before = restate::rows(&ctx, schema, old_files.iter().map(|f| (format!("{root}/{}", f.path), f.size)).collect()).await?;
+    let after = restate::rows(&ctx, schema, written.iter().map(|f| (format!("{root}/{}", f.path), f.size)).collect()).await?;
+    let changes = restate::diff(before, after, schema.index_of("aggregate_id").is_ok());
+    if changes.is_empty() {
+        return Ok(files);
+    }
+    let (late, recompacted) = restate.late.by_aggregate(lake, &restate.days, old.created_at, restate.aggregate_type).await?;
+    let batch = restate::batch(name, dt, &changes, &late, &recompacted, run, &old.run_id, chrono::Utc::now())?;
+    let body = restate::encode(&batch)?;
+    let key = restatement_key(name, dt, run);
+    let size = body.len() as u64;
+    lake.put(&key, body).await?;
+    files.push(RestatementFile { key, size, rows: changes.len() as u64 });
+    Ok(files)
 }
 
 fn curated_table(day: &CuratedDay) -> FileListTable {
@@ -207,6 +266,7 @@ pub async fn build_projection(
     };
     let def = format!("def:{}", projection_hash(projection));
     let mut reports = Vec::new();
+    let mut late = LateEvents::default();
     let mut prev_run: Option<String> = None;
     let mut carried: Option<States> = None;
     let mut dirty = force;
@@ -278,6 +338,11 @@ pub async fn build_projection(
             Box::pin(stream),
             errors,
             started,
+            Restate {
+                days: curated.range(..=dt).map(|(_, d)| d).collect(),
+                aggregate_type: Some(folder.aggregate_type()),
+                late: &mut late,
+            },
         )
         .await?;
         prev_run = Some(report.run_id.clone());
@@ -353,6 +418,7 @@ pub async fn build_view(
     let mut state = load_derived(lake, &view.name, &schema, "dt").await?;
     let def = format!("def:{}", view_hash(view));
     let mut reports = Vec::new();
+    let mut late = LateEvents::default();
     for (dt, day) in curated {
         let inputs = vec![def.clone(), format!("events:{}", day.manifest.run_id)];
         if !force && state.days.get(dt).is_some_and(|(_, m)| m.inputs == inputs) {
@@ -364,9 +430,22 @@ pub async fn build_view(
         let df = sediment_trino::sql(&ctx, &view.sql).await?;
         let cols: Vec<_> = schema.fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect();
         let stream = df.select(cols)?.execute_stream().await?;
-        let report =
-            write_day(lake, settings, &mut state, &view.name, "dt", *dt, inputs, Arc::clone(&schema), stream, BTreeMap::new(), started)
-                .await?;
+        let restate = Restate { days: vec![day], aggregate_type: None, late: &mut late };
+        let report = write_day(
+            lake,
+            settings,
+            &mut state,
+            &view.name,
+            "dt",
+            *dt,
+            inputs,
+            Arc::clone(&schema),
+            stream,
+            BTreeMap::new(),
+            started,
+            restate,
+        )
+        .await?;
         reports.push(report);
     }
     Ok(reports)

@@ -21,6 +21,7 @@ pub mod events;
 pub mod lambda;
 pub mod maintenance;
 pub mod report;
+pub mod restate;
 pub mod write;
 
 use std::collections::BTreeSet;

@@ -56,14 +56,19 @@ impl RunReportV1 {
         }
         for d in &self.derived {
             let errors: u64 = d.cast_errors.values().sum();
-            out.push_str(&format!("{}  {:<20} rows {:>9}  cast errors {:>5}  {:>6} ms\n", d.dt, d.table, d.rows, errors, d.duration_ms));
+            out.push_str(&format!(
+                "{}  {:<20} rows {:>9}  cast errors {:>5}  restated {:>6}  {:>6} ms\n",
+                d.dt, d.table, d.rows, errors, d.restated_rows, d.duration_ms
+            ));
         }
+        let restated: u64 = self.derived.iter().map(|d| d.restated_rows).sum();
         let skipped = self.days.len() - self.committed_days();
         out.push_str(&format!(
-            "compacted {} day(s) ({} unchanged), rebuilt {} derived day(s) in {:.1}s",
+            "compacted {} day(s) ({} unchanged), rebuilt {} derived day(s), restated {} published row(s) in {:.1}s",
             self.committed_days(),
             skipped,
             self.derived.len(),
+            restated,
             self.duration_ms as f64 / 1000.0
         ));
         out

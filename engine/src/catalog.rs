@@ -18,12 +18,13 @@ use futures::StreamExt;
 use sediment_lake::Lake;
 use sediment_lake::config::{Config, Projection};
 use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
-use sediment_lake::paths::{manifest_key, run_id_of_curated_file, table_root};
+use sediment_lake::paths::{RESTATEMENTS_TABLE, manifest_key, run_id_of_curated_file, table_root};
 
 use crate::delta::{self, SnapshotFile};
 use crate::events::{EventsTable, date32, empty, exact_filters, pushdown_by_partition};
 use crate::files::{DataFile, FileListTable};
 use crate::fold::{Folder, States, fold_batch};
+use crate::schema::restatements_schema;
 use crate::state::{ManifestCache, load_events};
 
 fn external<E: std::error::Error + Send + Sync + 'static>(e: E) -> DataFusionError {
@@ -123,6 +124,10 @@ impl SchemaProvider for LakeSchema {
             names.push(format!("{}_current", p.name));
         }
         names.extend(c.views.iter().map(|v| v.name.clone()));
+        // Only a lake with read models has restatements to show.
+        if !c.projections.is_empty() || !c.views.is_empty() {
+            names.push(RESTATEMENTS_TABLE.to_owned());
+        }
         names
     }
 
@@ -130,6 +135,9 @@ impl SchemaProvider for LakeSchema {
         let c = &self.catalog;
         if name == "events" {
             return Ok(Some(Arc::new(EventsTable::new(c.lake.clone(), Arc::clone(&c.manifests)))));
+        }
+        if name == RESTATEMENTS_TABLE && (!c.config.projections.is_empty() || !c.config.views.is_empty()) {
+            return Ok(Some(Arc::new(RestatementsTable::new(Arc::clone(c)))));
         }
         for p in &c.config.projections {
             let folder = Folder::new(p).map_err(external)?;
@@ -188,6 +196,74 @@ impl DerivedTable {
             })
             .collect();
         FileListTable::new(Arc::clone(&self.file_schema), vec![Arc::new(Field::new(&self.partition, DataType::Date32, false))], files)
+    }
+}
+
+/// `sediment_restatements`: what rebuilds of published projection snapshots
+/// and view days changed, and the late events that caused it — the
+/// restatement files the current derived manifests name (cumulative over
+/// each day's runs, so a run that never committed contributes nothing).
+#[derive(Debug)]
+pub struct RestatementsTable {
+    catalog: Arc<LakeCatalog>,
+    schema: SchemaRef,
+}
+
+impl RestatementsTable {
+    fn new(catalog: Arc<LakeCatalog>) -> Self {
+        let fields: Vec<Field> =
+            restatements_schema().fields().iter().map(|f| Field::new(f.name(), query_type(f.data_type()), true)).collect();
+        Self { catalog, schema: Arc::new(Schema::new(fields)) }
+    }
+
+    async fn files(&self) -> Result<Vec<DataFile>> {
+        let c = &self.catalog;
+        let tables = c
+            .config
+            .projections
+            .iter()
+            .map(|p| (p.name.as_str(), "snapshot_date"))
+            .chain(c.config.views.iter().map(|v| (v.name.as_str(), "dt")));
+        let mut files = Vec::new();
+        for (name, partition) in tables {
+            for (dt, day) in c.derived_files(name, partition).await? {
+                let Some(run) = day.iter().find_map(|f| run_id_of_curated_file(&f.path)) else { continue };
+                let Some(m) = c.derived.get(&c.lake, &manifest_key(name, dt, run)).await? else { continue };
+                files.extend(m.restatements.iter().map(|r| DataFile {
+                    key: r.key.clone(),
+                    size: r.size,
+                    num_rows: Some(r.rows as usize),
+                    partition_values: vec![],
+                }));
+            }
+        }
+        Ok(files)
+    }
+}
+
+#[async_trait]
+impl TableProvider for RestatementsTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let files = self.files().await?;
+        if files.is_empty() {
+            return empty(&self.schema, projection);
+        }
+        let table = Arc::new(FileListTable::new(restatements_schema(), vec![], files));
+        plan_typed(session, RESTATEMENTS_TABLE, table, &self.schema, projection, &[], limit).await
     }
 }
 

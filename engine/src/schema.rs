@@ -48,3 +48,26 @@ pub fn dt_field() -> Field {
 pub fn events_schema() -> SchemaRef {
     Arc::clone(&EVENTS)
 }
+
+static RESTATEMENTS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("table_name", DataType::Utf8, false),
+        Field::new("snapshot_date", DataType::Date32, false),
+        Field::new("aggregate_id", DataType::Utf8, true),
+        Field::new("change", DataType::Utf8, false),
+        Field::new("before", DataType::Utf8, true),
+        Field::new("after", DataType::Utf8, true),
+        Field::new("cause", DataType::Utf8, false),
+        Field::new("late_event_ids", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true),
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("previous_run_id", DataType::Utf8, false),
+        Field::new("compacted_at", delta_timestamp(), false),
+    ]))
+});
+
+/// Columns of a restatement file and of `sediment_restatements` (one row per
+/// aggregate — or, for a view without `aggregate_id`, per row — whose
+/// published value a rebuild added, removed or updated).
+pub fn restatements_schema() -> SchemaRef {
+    Arc::clone(&RESTATEMENTS)
+}

@@ -76,6 +76,21 @@ pub struct DerivedManifestV1 {
     pub cast_errors: std::collections::BTreeMap<String, u64>,
     pub files: Vec<String>,
     pub created_at: DateTime<Utc>,
+    /// Restatement files (lake-relative keys) of this day: what each rebuild
+    /// that replaced a published run changed, cumulative over the day's
+    /// runs, so the current manifest alone names them all (`vacuum` may
+    /// delete the manifests of replaced runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restatements: Vec<RestatementFile>,
+}
+
+/// A restatement file: what one rebuild of a published derived day changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestatementFile {
+    /// Relative to the lake root (`_restatements/<table>/dt=…/<run>.parquet`).
+    pub key: String,
+    pub size: u64,
+    pub rows: u64,
 }
 
 impl DerivedManifest {

@@ -20,6 +20,17 @@ pub const RESULTS_PREFIX: &str = "_results";
 /// Name of the curated events table.
 pub const EVENTS_TABLE: &str = "events";
 
+/// Where the compactor records what rebuilds of published derived days changed.
+pub const RESTATEMENTS_PREFIX: &str = "_restatements";
+
+/// The query table over the restatement files.
+pub const RESTATEMENTS_TABLE: &str = "sediment_restatements";
+
+/// The restatement file of one derived day's run.
+pub fn restatement_key(table: &str, dt: NaiveDate, run_id: &str) -> String {
+    format!("{RESTATEMENTS_PREFIX}/{table}/dt={dt}/{run_id}.parquet")
+}
+
 /// A raw Parquet file: `raw/events/dt=YYYY-MM-DD/hour=HH/<name>.parquet`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RawFile {

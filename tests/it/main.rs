@@ -8,5 +8,6 @@ mod hostile;
 mod ingest;
 mod lambda;
 mod pipeline;
+mod restatements;
 mod slt;
 mod support;
