@@ -327,20 +327,35 @@ impl QueryService {
         let mut pause = Duration::from_millis(10);
         loop {
             let began = Instant::now();
-            let files = state::unseen(self.lake(), manifests, &want.token)
-                .await
-                .map_err(|e| QueryError::system(format!("checking the token's files: {e}")))?;
-            want.token = Token::of_files(files.iter().cloned());
-            // Ids and positions are looked up in `events` once the token's
-            // files are in (a token's events usually include them).
-            if want.token.is_empty() && !want.event_ids.is_empty() {
-                let found = self.present("event_id", &["event_id"], want.event_ids.iter().cloned().collect()).await?;
-                want.event_ids.retain(|id| !found.contains(&vec![id.clone()]));
-            }
-            if want.token.is_empty() && want.event_ids.is_empty() && !want.positions.is_empty() {
-                let values = want.positions.iter().map(|(_, p)| p.clone()).collect();
-                let found = self.present("source_position", &["source", "source_position"], values).await?;
-                want.positions.retain(|(s, p)| !found.contains(&vec![s.clone(), p.clone()]));
+            // A check is bounded too (a slot held by long queries, a slow
+            // store): past the deadline, at least 100 ms after it began, what
+            // it did not confirm counts as not visible.
+            let bound = deadline.max(tokio::time::Instant::now() + Duration::from_millis(100));
+            let round = async {
+                let files = state::unseen(self.lake(), manifests, &want.token)
+                    .await
+                    .map_err(|e| QueryError::system(format!("checking the token's files: {e}")))?;
+                want.token = Token::of_files(files);
+                // Ids and positions are looked up in `events` once the token's
+                // files are in (a token's events usually include them).
+                if want.token.is_empty() && !want.event_ids.is_empty() {
+                    let found = self.present("event_id", &["event_id"], want.event_ids.iter().cloned().collect()).await?;
+                    want.event_ids.retain(|id| !found.contains(std::slice::from_ref(id)));
+                }
+                if want.token.is_empty() && want.event_ids.is_empty() && !want.positions.is_empty() {
+                    let values = want.positions.iter().map(|(_, p)| p.clone()).collect();
+                    let found = self.present("source_position", &["source", "source_position"], values).await?;
+                    want.positions.retain(|(s, p)| !found.contains(&vec![s.clone(), p.clone()]));
+                }
+                Ok::<_, QueryError>(())
+            };
+            tokio::select! {
+                checked = tokio::time::timeout_at(bound, round) => {
+                    if let Ok(result) = checked {
+                        result?;
+                    }
+                }
+                _ = cancel.wait() => return Err(QueryError::cancelled("cancelled while waiting for the writes named by `after`")),
             }
             if want.is_empty() {
                 // What the check saw, the query sees: no older listing.
@@ -349,6 +364,7 @@ impl QueryService {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
+                let files: Vec<_> = want.token.files().cloned().collect();
                 let mut nv = NotVisible::new(&files, &want.event_ids, &want.positions, started.elapsed());
                 nv.lag = self.source_lag().await.unwrap_or_default();
                 if after.on_timeout == OnTimeout::Stale {
