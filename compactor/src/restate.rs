@@ -29,9 +29,9 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sediment_engine::files::{DataFile, FileListTable};
 use sediment_engine::schema::restatements_schema;
-use sediment_engine::state::CuratedDay;
+use sediment_engine::state::{CuratedDay, ManifestCache};
 use sediment_lake::Lake;
-use sediment_lake::manifest::{Manifest, ManifestV1};
+use sediment_lake::manifest::ManifestV1;
 use sediment_lake::paths::{EVENTS_TABLE, manifest_key};
 
 use crate::{Error, Result};
@@ -126,25 +126,14 @@ type Late = (String, String, String);
 /// given instant, read once per build.
 #[derive(Debug, Default)]
 pub struct LateEvents {
-    manifests: HashMap<String, Option<Arc<ManifestV1>>>,
+    /// Events manifests, read once (the engine's cache of them).
+    manifests: ManifestCache,
     files: HashMap<String, Arc<Vec<Late>>>,
 }
 
 impl LateEvents {
-    async fn manifest(&mut self, lake: &Lake, dt: NaiveDate, run: &str) -> Result<Option<Arc<ManifestV1>>> {
-        let key = manifest_key(EVENTS_TABLE, dt, run);
-        if let Some(m) = self.manifests.get(&key) {
-            return Ok(m.clone());
-        }
-        let m = match lake.get_opt(&key).await? {
-            Some(bytes) => {
-                let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("{key}: {e}")))?;
-                Some(Arc::new(m.v1().clone()))
-            }
-            None => None,
-        };
-        self.manifests.insert(key, m.clone());
-        Ok(m)
+    async fn manifest(&self, lake: &Lake, dt: NaiveDate, run: &str) -> Result<Option<Arc<ManifestV1>>> {
+        Ok(self.manifests.get(lake, &manifest_key(EVENTS_TABLE, dt, run)).await?)
     }
 
     /// Raw files the events runs of `day` newer than `since` added. A
