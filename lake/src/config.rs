@@ -164,6 +164,16 @@ pub struct QuerySection {
     /// visible (a request may ask for less); then it fails NOT_YET_VISIBLE.
     #[serde(default = "default_max_after_wait", with = "humantime_serde_compat")]
     pub max_after_wait: std::time::Duration,
+    /// Address of the Postgres wire protocol (psql, JDBC/ODBC, BI tools);
+    /// none: not served. `sediment serve --pg-listen` overrides it.
+    #[serde(default)]
+    pub pg_listen: Option<String>,
+    /// PEM certificate chain and private key: with both, the Postgres door
+    /// offers TLS (clients ask with `sslmode=require`).
+    #[serde(default)]
+    pub pg_tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub pg_tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for QuerySection {
@@ -178,6 +188,9 @@ impl Default for QuerySection {
             raw_listing_ttl: default_raw_listing_ttl(),
             api_keys: Vec::new(),
             max_after_wait: default_max_after_wait(),
+            pg_listen: None,
+            pg_tls_cert: None,
+            pg_tls_key: None,
         }
     }
 }

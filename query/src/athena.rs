@@ -387,7 +387,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>, after
     let run_id = id.clone();
     tokio::spawn(async move {
         let client = crate::service::Client { query_id: run_id.clone(), interface: "athena", key_id };
-        let request = QueryRequest { sql, params, bytes_scanned_cutoff: None, client, after };
+        let request = QueryRequest { sql, params, client, after, ..Default::default() };
         let track = Track { state: Arc::clone(&st), id: run_id.clone() };
         let started = Instant::now();
         let result = st.service.run(&request, &cancel, &track).await;

@@ -3,7 +3,8 @@
 //! ```text
 //!  Athena API (boto3, PyAthena) ─┐
 //!  REST /v1/query ───────────────┼─▶ QueryService::run ─▶ dialect ─▶ DataFusion ─▶ lake catalog
-//!  sediment query (CLI) ─────────┘        read-only, bounded
+//!  sediment query (CLI) ─────────┤        read-only, bounded
+//!  Postgres wire (psql, BI) ─────┘
 //!  console at / (browser) ─ Athena API + GET /v1/lake
 //! ```
 
@@ -16,6 +17,7 @@ mod log;
 pub mod meta;
 pub mod metrics;
 pub mod output;
+pub mod pg;
 pub mod rest;
 pub mod server;
 pub mod service;

@@ -76,7 +76,7 @@ pub async fn query(
     let max_wait = state.service.settings().max_after_wait;
     let after =
         body.after.map(|a| After::from_json(a, max_wait)).transpose().map_err(|e| ApiError(StatusCode::BAD_REQUEST, e, "BadRequest"))?;
-    let req = QueryRequest { sql: body.sql, params: body.params, bytes_scanned_cutoff: None, client, after };
+    let req = QueryRequest { sql: body.sql, params: body.params, client, after, ..Default::default() };
     let result = state.service.run(&req, &Cancel::default(), &()).await;
     state.metrics.record(started.elapsed(), result.as_ref().map(|o| (o.bytes_scanned, o.rows as u64)).map_err(|e| e.cancelled));
     let out = match result {

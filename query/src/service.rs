@@ -152,6 +152,27 @@ pub struct QueryRequest {
     pub client: Client,
     /// Writes the answer must reflect (read your writes).
     pub after: Option<After>,
+    /// What runs, when a door has parsed or planned it already (`sql` is
+    /// then its text, for the log).
+    pub parsed: Parsed,
+    /// A shorter timeout than `query.timeout` for this query (a Postgres
+    /// client's `statement_timeout`); never a longer one.
+    pub timeout: Option<Duration>,
+}
+
+/// A request's statement in the form its door hands it over.
+#[derive(Debug, Clone, Default)]
+pub enum Parsed {
+    /// `sql` is parsed here (the one parse).
+    #[default]
+    Text,
+    /// One statement the door parsed (the Postgres door splits a
+    /// simple-query string into its statements), with the values of its
+    /// parameters when the door bound them (`params` is then unused).
+    Statement(Box<Statement>, Option<Vec<datafusion::sql::sqlparser::ast::Expr>>),
+    /// A plan over another session (the Postgres door's `pg_catalog`),
+    /// run with the same bounds, slot and log as every query.
+    Plan(Box<SessionState>, Box<LogicalPlan>),
 }
 
 /// Who sent a query, for the query log.
@@ -249,6 +270,14 @@ impl QueryService {
     /// off the runtime that serves.
     pub async fn on_cpu<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, QueryError> {
         self.cpu.spawn(async move { work() }).await.map_err(crate::executor::join_error)
+    }
+
+    /// Runs an async piece of query work (planning) on the query runtime.
+    pub async fn on_cpu_async<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, QueryError> {
+        self.cpu.spawn(work).await.map_err(crate::executor::join_error)
     }
 
     pub fn settings(&self) -> &QuerySection {
@@ -441,7 +470,7 @@ impl QueryService {
         let svc = Arc::clone(self);
         let request = req.clone();
         let mut task = self.cpu.spawn(async move { svc.execute(&request).await });
-        let timeout = self.settings.timeout;
+        let timeout = req.timeout.map_or(self.settings.timeout, |t| t.min(self.settings.timeout));
         let stopped = tokio::select! {
             joined = &mut task => {
                 return match joined {
@@ -468,12 +497,19 @@ impl QueryService {
     async fn execute(&self, req: &QueryRequest) -> Result<QueryOutput, QueryError> {
         let started = Instant::now();
         let ctx = self.session();
-        // The one parse of this request; everything after works on the tree.
-        let mut statements = dialect::parse(&req.sql).map_err(QueryError::from)?;
-        if statements.len() != 1 {
-            return Err(QueryError::user(format!("expected one statement, got {}", statements.len())));
-        }
-        let (mut stmt, params) = match statements.remove(0) {
+        let (statement, bound) = match &req.parsed {
+            Parsed::Plan(state, plan) => return self.execute_plan(state.as_ref().clone(), plan, req, started).await,
+            Parsed::Statement(stmt, bound) => (stmt.as_ref().clone(), bound.clone()),
+            Parsed::Text => {
+                // The one parse of this request; everything after works on the tree.
+                let mut statements = dialect::parse(&req.sql).map_err(QueryError::from)?;
+                if statements.len() != 1 {
+                    return Err(QueryError::user(format!("expected one statement, got {}", statements.len())));
+                }
+                (statements.remove(0), None)
+            }
+        };
+        let (mut stmt, params) = match statement {
             Statement::Prepare { name, statement, .. } => {
                 self.store_prepared(&name.value, *statement);
                 return Ok(meta::empty());
@@ -489,7 +525,10 @@ impl QueryService {
                 values.extend(using.into_iter().map(|u| u.expr));
                 (stored.statement, values)
             }
-            other => (other, dialect::parse_params(&req.params).map_err(QueryError::from)?),
+            other => match bound {
+                Some(values) => (other, values),
+                None => (other, dialect::parse_params(&req.params).map_err(QueryError::from)?),
+            },
         };
         if let Some(out) = meta::answer(self, &ctx, &stmt).await? {
             return Ok(QueryOutput { planning: started.elapsed(), ..out });
@@ -497,14 +536,24 @@ impl QueryService {
         refuse_writes(&stmt)?;
         dialect::rewrite(&mut stmt, params).map_err(QueryError::from)?;
         let plan = dialect::plan(&ctx.state(), stmt).await.map_err(QueryError::from)?;
+        self.execute_plan(ctx.state(), &plan, req, started).await
+    }
+
+    /// Checks that a plan only reads, then optimizes, plans and runs it.
+    async fn execute_plan(
+        &self,
+        mut state: SessionState,
+        plan: &LogicalPlan,
+        req: &QueryRequest,
+        started: Instant,
+    ) -> Result<QueryOutput, QueryError> {
         datafusion::execution::context::SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false)
-            .verify_plan(&plan)
+            .verify_plan(plan)
             .map_err(|e| QueryError::user(format!("only queries are allowed: {e}")))?;
-        let mut state = ctx.state();
-        let optimized = state.optimize(&plan).map_err(QueryError::from)?;
+        let optimized = state.optimize(plan).map_err(QueryError::from)?;
         let batch = batch_for_constants(&optimized, state.config().batch_size(), pool_bytes(&self.settings));
         state.config_mut().options_mut().execution.batch_size = datafusion::common::config::ConfigNonZeroUsize::try_new(batch)?;
         let physical = state.query_planner().create_physical_plan(&optimized, &state).await.map_err(QueryError::from)?;
@@ -601,6 +650,63 @@ impl QueryService {
     pub fn catalog(&self) -> &Arc<LakeCatalog> {
         &self.catalog
     }
+
+    /// The runtime every query's operators share (its memory pool): a
+    /// door's own session is built on it, so its plans count against the
+    /// same limit.
+    pub fn runtime_env(&self) -> Arc<RuntimeEnv> {
+        Arc::clone(self.base.runtime_env())
+    }
+
+    /// A statement's result columns and its parameters' types, planned but
+    /// not run (the Postgres protocol's Describe). Bounded by the query
+    /// timeout; it takes no slot, as it reads no data.
+    pub async fn describe(self: &Arc<Self>, statement: Statement) -> Result<Described, QueryError> {
+        let ctx = self.session();
+        let svc = Arc::clone(self);
+        let work = async move {
+            // SHOW and DESCRIBE answer from metadata: their columns are those of the answer.
+            if let Some(out) = meta::answer(&svc, &ctx, &statement).await? {
+                return Ok(Described { schema: out.schema, params: Vec::new() });
+            }
+            refuse_writes(&statement)?;
+            let mut stmt = statement;
+            dialect::rewrite(&mut stmt, Vec::new()).map_err(QueryError::from)?;
+            let plan = dialect::plan(&ctx.state(), stmt).await.map_err(QueryError::from)?;
+            let ordered = ordered_params(&plan)?;
+            Ok(Described { schema: Arc::new(plan.schema().as_arrow().clone()), params: ordered })
+        };
+        let task = self.cpu.spawn(work);
+        match tokio::time::timeout(self.settings.timeout, task).await {
+            Ok(joined) => joined.map_err(crate::executor::join_error)?,
+            Err(_) => Err(QueryError::cancelled(format!(
+                "describing the statement exceeded the {} timeout",
+                humantime::format_duration(self.settings.timeout)
+            ))),
+        }
+    }
+}
+
+/// The types the planner gave `$1`, `$2`, … in order (`None` where it
+/// could not tell).
+pub fn ordered_params(plan: &LogicalPlan) -> Result<Vec<Option<arrow::datatypes::DataType>>, QueryError> {
+    let types = plan.get_parameter_types().map_err(QueryError::from)?;
+    let mut numbered: Vec<(usize, Option<arrow::datatypes::DataType>)> =
+        types.into_iter().filter_map(|(id, t)| Some((id.strip_prefix('$')?.parse::<usize>().ok()?, t))).collect();
+    numbered.sort_by_key(|(n, _)| *n);
+    let mut ordered = vec![None; numbered.last().map_or(0, |(n, _)| *n)];
+    for (n, t) in numbered {
+        ordered[n - 1] = t;
+    }
+    Ok(ordered)
+}
+
+/// A statement planned but not run.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub schema: SchemaRef,
+    /// `$1`, `$2`, …: the type the planner gave each, where it could.
+    pub params: Vec<Option<arrow::datatypes::DataType>>,
 }
 
 /// Resident memory of the server itself (code, runtimes, caches).

@@ -65,7 +65,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let service = QueryService::new(lake, config)?;
     let client = sediment_query::Client { interface: "cli", ..Default::default() };
-    let req = QueryRequest { sql: args.sql, params: args.params, bytes_scanned_cutoff: None, client, after };
+    let req = QueryRequest { sql: args.sql, params: args.params, client, after, ..Default::default() };
     let out = match service.run(&req, &Cancel::default(), &()).await {
         Ok(o) => o,
         Err(e) => {

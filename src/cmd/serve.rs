@@ -12,6 +12,10 @@ pub(crate) struct Args {
     /// Address to listen on.
     #[arg(long, env = "SEDIMENT_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Also serve the Postgres wire protocol here (psql, JDBC, BI tools);
+    /// overrides `query.pg_listen`.
+    #[arg(long, env = "SEDIMENT_PG_LISTEN")]
+    pg_listen: Option<SocketAddr>,
     /// Allow listening beyond loopback without API keys.
     #[arg(long)]
     allow_unauthenticated: bool,
@@ -28,9 +32,44 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let service = QueryService::new(lake, config)?;
     let listener = bind(args.listen, &service, args.allow_unauthenticated).await?;
     let addr = listener.local_addr()?;
+    let pg_listen = match args.pg_listen {
+        Some(a) => Some(a),
+        None => service
+            .settings()
+            .pg_listen
+            .as_deref()
+            .map(|a| a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("query.pg_listen {a:?}: {e}")))
+            .transpose()?,
+    };
+    let pg = match pg_listen {
+        Some(a) => {
+            let door = sediment_query::pg::PgDoor::new(std::sync::Arc::clone(&service))?;
+            let listener = bind(a, &service, args.allow_unauthenticated).await?;
+            Some((door, listener))
+        }
+        None => None,
+    };
     print_endpoints(addr, &url);
-    sediment_query::server::serve_on(service, listener).await?;
+    if let Some((_, l)) = &pg {
+        print_pg_endpoint(l.local_addr()?, &service);
+    }
+    let http = sediment_query::server::serve_on(service, listener);
+    match pg {
+        Some((door, l)) => {
+            tokio::select! {
+                r = http => r?,
+                r = sediment_query::pg::serve_on(door, l) => r?,
+            }
+        }
+        None => http.await?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_pg_endpoint(addr: SocketAddr, service: &QueryService) {
+    let db = &service.settings().database;
+    let tls = if service.settings().pg_tls_cert.is_some() { " sslmode=require" } else { "" };
+    println!("  Postgres     {addr}   (psql \"host={} port={} dbname={db}{tls}\"; an API key is the password)", addr.ip(), addr.port());
 }
 
 /// Binds `addr`, refusing a non-loopback address without API keys unless allowed.

@@ -7,6 +7,7 @@ mod faults;
 mod hostile;
 mod ingest;
 mod lambda;
+mod pg;
 mod pipeline;
 mod restatements;
 mod slt;

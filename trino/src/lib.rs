@@ -556,12 +556,28 @@ pub fn parse_params(params: &[String]) -> Result<Vec<Expr>> {
 }
 
 /// Rewrites a parsed statement into DataFusion's forms, putting `params`
-/// in place of the `?`s in order.
+/// in place of the `?`s in order, or of the numbered `$1`, `$2`, … (the
+/// Postgres protocol's placeholders). With no `params`, numbered
+/// placeholders stay for the planner to type (a statement described
+/// before its values are bound).
 pub fn rewrite(stmt: &mut Statement, params: Vec<Expr>) -> Result<()> {
     subqueries::rewrite(stmt);
-    let mut r = Rewriter { params: 0, values: params };
+    let mut r = Rewriter { params: 0, numbered: 0, values: params };
     if let ControlFlow::Break(e) = stmt.visit(&mut r) {
         return Err(DataFusionError::Plan(e));
+    }
+    if r.numbered > 0 {
+        if r.params > 0 {
+            return Err(DataFusionError::Plan("a query uses either ? or $n parameters, not both".into()));
+        }
+        if !r.values.is_empty() && r.values.len() < r.numbered {
+            return Err(DataFusionError::Plan(format!(
+                "the query has parameter ${} but {} value(s) were given",
+                r.numbered,
+                r.values.len()
+            )));
+        }
+        return Ok(());
     }
     if r.params != r.values.len() {
         return Err(DataFusionError::Plan(format!(
@@ -735,7 +751,14 @@ pub const REWRITTEN: &[&str] = &[
 struct Rewriter {
     /// `?` placeholders seen so far.
     params: usize,
+    /// The highest `$n` seen.
+    numbered: usize,
     values: Vec<Expr>,
+}
+
+/// `n` of a `$n` placeholder.
+fn placeholder_number(p: &str) -> Option<usize> {
+    p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n > 0)
 }
 
 fn fn_name(f: &Function) -> String {
@@ -775,7 +798,8 @@ fn is_json_scalar_target(t: &SqlType) -> bool {
     matches!(t, SqlType::Double(_) | SqlType::DoublePrecision | SqlType::Real | SqlType::Float(_) | SqlType::Boolean | SqlType::Bool)
 }
 
-fn call(name: &str, args: Vec<Expr>) -> Expr {
+/// A call of the function `name` on `args`, as a syntax tree.
+pub fn call(name: &str, args: Vec<Expr>) -> Expr {
     let list = args.into_iter().map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e))).collect();
     Expr::Function(Function {
         name: sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::new(name)]),
@@ -1465,6 +1489,12 @@ impl VisitorMut for Rewriter {
                 self.params += 1;
                 self.values.get(self.params - 1).cloned()
             }
+            Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if placeholder_number(p).is_some()) => {
+                let Value::Placeholder(p) = &v.value else { unreachable!("matched a placeholder") };
+                let n = placeholder_number(p).unwrap_or_default();
+                self.numbered = self.numbered.max(n);
+                self.values.get(n - 1).cloned()
+            }
             _ => None,
         };
         if let Some(r) = replacement {
@@ -1935,5 +1965,20 @@ mod tests {
             "SELECT a, t.b, 1 AS _col2, a + 1 AS c, 2 AS _col4 FROM t UNION SELECT 1 AS _col0, 2 AS _col1, 3 AS _col2, 4 AS _col3, 5 AS _col4"
         );
         assert_eq!(rw("SELECT transform(a, x -> x + 1) FROM t"), "SELECT array_transform(a, x -> x + 1) AS _col0 FROM t");
+    }
+
+    #[test]
+    fn numbered_placeholders() {
+        let numbered = |sql: &str, values: &[&str]| {
+            let mut s = parse(sql).unwrap().remove(0);
+            let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+            rewrite(&mut s, parse_params(&values).unwrap()).map(|()| s.to_string())
+        };
+        let sql = "SELECT a FROM t WHERE b = $2 AND c > $1 AND d <> $2";
+        assert_eq!(numbered(sql, &["5", "'x'"]).unwrap(), "SELECT a FROM t WHERE b = 'x' AND c > 5 AND d <> 'x'");
+        // Described before binding: the placeholders stay for the planner.
+        assert_eq!(numbered(sql, &[]).unwrap(), sql);
+        assert!(numbered(sql, &["5"]).unwrap_err().to_string().contains("parameter $2 but 1 value"));
+        assert!(numbered("SELECT $1, ?", &["1", "2"]).unwrap_err().to_string().contains("not both"));
     }
 }
