@@ -191,9 +191,9 @@ export class SedimentStack extends Stack {
     taskDef.addContainer('sediment', {
       image: ecs.ContainerImage.fromRegistry(queryImage.valueAsString),
       // --create: the service may start before the first event has made the lake.
-      command: ['serve', '--listen', '0.0.0.0:8080', '--allow-unauthenticated', '--create'],
+      command: ['serve', '--listen', '0.0.0.0:8080', '--pg-listen', '0.0.0.0:5432', '--flight-listen', '0.0.0.0:50051', '--allow-unauthenticated', '--create'],
       environment: { SEDIMENT_LAKE: lakeUrl, RUST_LOG: 'info' },
-      portMappings: [{ containerPort: 8080 }],
+      portMappings: [{ containerPort: 8080 }, { containerPort: 5432 }, { containerPort: 50051 }],
       logging: ecs.LogDrivers.awsLogs({ streamPrefix: 'query', logGroup: new logs.LogGroup(this, 'QueryLogs', { retention: logs.RetentionDays.ONE_MONTH }) }),
       healthCheck: { command: ['CMD-SHELL', 'wget -qO- http://127.0.0.1:8080/health || exit 1'], interval: Duration.seconds(30) },
     });
@@ -211,6 +211,21 @@ export class SedimentStack extends Stack {
       port: 8080, protocol: elbv2.ApplicationProtocol.HTTP, targets: [service],
       healthCheck: { path: '/health' },
     });
+    // The Postgres wire protocol and Arrow Flight SQL (gRPC) are TCP doors:
+    // an internal network load balancer, open to the VPC as the ALB is.
+    const nlbSg = new ec2.SecurityGroup(this, 'QueryNlbSg', { vpc, description: 'Query NLB: Postgres and Flight SQL from inside the VPC', allowAllOutbound: true });
+    nlbSg.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(5432), 'Postgres wire protocol from the VPC');
+    nlbSg.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(50051), 'Arrow Flight SQL from the VPC');
+    const nlb = new elbv2.NetworkLoadBalancer(this, 'QueryNlb', { vpc, internetFacing: false, securityGroups: [nlbSg] });
+    for (const [name, port] of [['Postgres', 5432], ['FlightSql', 50051]] as const) {
+      nlb.addListener(name, { port }).addTargets(`${name}Targets`, {
+        port,
+        targets: [service.loadBalancerTarget({ containerName: 'sediment', containerPort: port })],
+        healthCheck: { protocol: elbv2.Protocol.HTTP, port: '8080', path: '/health' },
+      });
+    }
+    service.connections.allowFrom(nlbSg, ec2.Port.tcp(5432), 'Postgres from the NLB');
+    service.connections.allowFrom(nlbSg, ec2.Port.tcp(50051), 'Flight SQL from the NLB');
 
     // ---- Glue and Athena over the same lake ----
     const db = new glue.CfnDatabase(this, 'Database', { catalogId: Aws.ACCOUNT_ID, databaseInput: { name: 'sediment', description: 'The Sediment read model' } });
@@ -295,6 +310,8 @@ export class SedimentStack extends Stack {
 
     new CfnOutput(this, 'LakeUrl', { value: lakeUrl });
     new CfnOutput(this, 'QueryEndpoint', { value: `http://${alb.loadBalancerDnsName}`, description: 'Athena API (endpoint_url) and REST, inside the VPC' });
+    new CfnOutput(this, 'PostgresEndpoint', { value: `${nlb.loadBalancerDnsName}:5432`, description: 'Postgres wire protocol (psql, JDBC, BI tools), inside the VPC' });
+    new CfnOutput(this, 'FlightSqlEndpoint', { value: `grpc://${nlb.loadBalancerDnsName}:50051`, description: 'Arrow Flight SQL (ADBC), inside the VPC' });
     new CfnOutput(this, 'BackfillStateMachine', { value: backfill.stateMachineArn });
     new CfnOutput(this, 'EventsStream', { value: stream.streamName });
     new CfnOutput(this, 'EventsQueueUrl', { value: queue.queueUrl });

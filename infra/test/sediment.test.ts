@@ -114,6 +114,21 @@ test('query service: Fargate behind an internal load balancer', () => {
   template.hasResourceProperties('AWS::ECS::TaskDefinition', { RuntimePlatform: { CpuArchitecture: 'ARM64', OperatingSystemFamily: 'LINUX' } });
 });
 
+test('Postgres and Flight SQL doors: an internal NLB open to the VPC on 5432 and 50051, the service serving both', () => {
+  template.hasResourceProperties('AWS::ElasticLoadBalancingV2::LoadBalancer', { Type: 'network', Scheme: 'internal' });
+  for (const port of [5432, 50051]) {
+    template.hasResourceProperties('AWS::ElasticLoadBalancingV2::Listener', { Port: port, Protocol: 'TCP' });
+    template.hasResourceProperties('AWS::EC2::SecurityGroup', {
+      SecurityGroupIngress: Match.arrayWith([Match.objectLike({ FromPort: port, ToPort: port, IpProtocol: 'tcp' })]),
+    });
+  }
+  template.hasResourceProperties('AWS::ECS::TaskDefinition', {
+    ContainerDefinitions: Match.arrayWith([Match.objectLike({
+      Command: Match.arrayWith(['--pg-listen', '0.0.0.0:5432', '--flight-listen', '0.0.0.0:50051']),
+    })]),
+  });
+});
+
 test('template snapshot', () => {
   const json = template.toJSON();
   // Asset hashes depend on the packaged binaries; keep the snapshot about structure.

@@ -174,6 +174,10 @@ pub struct QuerySection {
     pub pg_tls_cert: Option<std::path::PathBuf>,
     #[serde(default)]
     pub pg_tls_key: Option<std::path::PathBuf>,
+    /// Address of Arrow Flight SQL (ADBC, the Flight SQL JDBC driver);
+    /// none: not served. `sediment serve --flight-listen` overrides it.
+    #[serde(default)]
+    pub flight_listen: Option<String>,
 }
 
 impl Default for QuerySection {
@@ -191,6 +195,7 @@ impl Default for QuerySection {
             pg_listen: None,
             pg_tls_cert: None,
             pg_tls_key: None,
+            flight_listen: None,
         }
     }
 }

@@ -151,6 +151,13 @@ async function loadLake() {
     } else {
       f.textContent = "the lake is empty";
     }
+    // The other doors: Postgres wire and Arrow Flight SQL, when served.
+    const ep = lakeStatus.endpoints || {};
+    const host = (a) => a.replace(/^(0\.0\.0\.0|\[::\])(?=:)/, location.hostname);
+    const doors = [`Athena API ${location.origin}/`];
+    if (ep.postgres) doors.push(`Postgres ${host(ep.postgres)}`);
+    if (ep.flight_sql) doors.push(`Flight SQL grpc://${host(ep.flight_sql)}`);
+    $("#endpoints").textContent = doors.join(" · ");
   } catch (e) {
     $("#freshness").textContent = "lake status unavailable: " + e.message;
   }

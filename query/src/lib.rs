@@ -4,7 +4,8 @@
 //!  Athena API (boto3, PyAthena) ─┐
 //!  REST /v1/query ───────────────┼─▶ QueryService::run ─▶ dialect ─▶ DataFusion ─▶ lake catalog
 //!  sediment query (CLI) ─────────┤        read-only, bounded
-//!  Postgres wire (psql, BI) ─────┘
+//!  Postgres wire (psql, BI) ─────┤
+//!  Arrow Flight SQL (ADBC) ──────┘
 //!  console at / (browser) ─ Athena API + GET /v1/lake
 //! ```
 
@@ -12,6 +13,7 @@ pub mod after;
 pub mod athena;
 pub mod console;
 pub mod executor;
+pub mod flight;
 mod infoschema;
 mod log;
 pub mod meta;

@@ -57,7 +57,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use sediment_trino as dialect;
 
-use crate::service::{Cancel, Category, Client, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
+use crate::service::{Category, Client, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
 
 /// The schema the lake's tables are in, seen from Postgres clients (their
 /// default `search_path`); `public.events` and `events` name the same table.
@@ -148,15 +148,8 @@ impl PgDoor {
             timeout: statement_timeout(client),
             ..Default::default()
         };
-        // The query runs as its own task: when the client cancels (or goes
-        // away), pgwire drops this future, and the guard cancels the query
-        // the way the other doors do, so its slot and memory come back.
-        let cancel = Arc::new(Cancel::default());
-        let service = Arc::clone(&self.service);
-        let task_cancel = Arc::clone(&cancel);
-        let task = tokio::spawn(async move { service.run(&req, &task_cancel, &()).await });
-        let _guard = CancelOnDrop(cancel);
-        task.await.map_err(|e| QueryError::system(format!("the query task failed: {e}")))?
+        // When the client cancels (or goes away), pgwire drops this future.
+        self.service.run_detached(req).await
     }
 
     /// Runs one routed statement of the simple protocol.
@@ -222,15 +215,6 @@ impl PgDoor {
             .await??;
         let (fields, rows) = rows;
         Ok(Response::Query(QueryResponse::new(fields, futures::stream::iter(rows.into_iter().map(Ok)))))
-    }
-}
-
-/// Cancels a query when the future waiting for it is dropped.
-struct CancelOnDrop(Arc<Cancel>);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        self.0.cancel();
     }
 }
 
@@ -702,6 +686,13 @@ fn wire_batch(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, Qu
     RecordBatch::try_new(Arc::clone(schema), columns).map_err(|e| QueryError::system(format!("result columns: {e}")))
 }
 
+/// A result whose batches are cast to its schema (the one its statement was
+/// described with).
+pub(crate) fn conform(out: QueryOutput) -> Result<QueryOutput, QueryError> {
+    let batches = out.batches.iter().map(|b| wire_batch(b, &out.schema)).collect::<Result<Vec<_>, _>>()?;
+    Ok(QueryOutput { batches, ..out })
+}
+
 // --- errors ----------------------------------------------------------------
 
 /// A query error as Postgres reports it: SQLSTATE by kind.
@@ -1005,7 +996,7 @@ impl StartupHandler for PgDoor {
             }
             PgWireFrontendMessage::PasswordMessageFamily(pwd) => {
                 let pwd = pwd.into_password()?;
-                if let Some(key) = keys.iter().find(|k| constant_time_eq(k.as_bytes(), pwd.password.as_bytes())) {
+                if let Some(key) = self.service.key_matching(&pwd.password) {
                     self.admit(client, Some(crate::server::KeyId::of(key))).await?;
                 } else {
                     let user = LoginInfo::from_client_info(client).user().unwrap_or_default().to_owned();
@@ -1035,10 +1026,6 @@ impl PgDoor {
         }
         finish_authentication(client, &self.parameters).await
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[async_trait]
@@ -1190,7 +1177,7 @@ fn param_exprs(values: &ParamValues) -> Result<Vec<Expr>, QueryError> {
     list.iter().map(scalar_expr).collect()
 }
 
-fn scalar_expr(v: &ScalarValue) -> Result<Expr, QueryError> {
+pub(crate) fn scalar_expr(v: &ScalarValue) -> Result<Expr, QueryError> {
     use ast::DataType as T;
     let string = |s: String| Expr::value(Value::SingleQuotedString(s));
     let ty = match v.data_type() {

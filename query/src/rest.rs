@@ -123,6 +123,9 @@ pub async fn lake(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
     let mut body =
         serde_json::to_value(&status).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), "InternalError"))?;
     body["now"] = json!(chrono::Utc::now());
+    // The doors beside this HTTP one, as configured (0.0.0.0: every address).
+    let settings = state.service.settings();
+    body["endpoints"] = json!({"postgres": settings.pg_listen, "flight_sql": settings.flight_listen});
     match state.service.source_lag().await {
         Ok(sources) => body["sources"] = json!(sources),
         Err(e) => tracing::error!(error = %e.message, "per-source lag failed"),

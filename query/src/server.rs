@@ -134,7 +134,7 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     } else {
         header.split("Credential=").nth(1).and_then(|c| c.split('/').next())
     };
-    if let Some(key) = presented.filter(|k| keys.iter().any(|x| x == k)) {
+    if let Some(key) = presented.and_then(|k| state.service.key_matching(k)) {
         let id = KeyId::of(key);
         let mut req = req;
         req.extensions_mut().insert(id);

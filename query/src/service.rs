@@ -344,6 +344,32 @@ impl QueryService {
         result
     }
 
+    /// [`run`](Self::run) as a task of its own, for doors whose protocol
+    /// drops the waiting future when the client cancels or goes away: the
+    /// drop cancels the query as `StopQueryExecution` does, so its slot and
+    /// memory come back once its work has stopped.
+    pub async fn run_detached(self: &Arc<Self>, req: QueryRequest) -> Result<QueryOutput, QueryError> {
+        struct CancelOnDrop(Arc<Cancel>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.cancel();
+            }
+        }
+        let cancel = Arc::new(Cancel::default());
+        let service = Arc::clone(self);
+        let task_cancel = Arc::clone(&cancel);
+        let task = tokio::spawn(async move { service.run(&req, &task_cancel, &()).await });
+        let _guard = CancelOnDrop(cancel);
+        task.await.map_err(|e| QueryError::system(format!("the query task failed: {e}")))?
+    }
+
+    /// The configured API key equal to `presented` (compared in constant
+    /// time), for the doors that check keys themselves.
+    pub fn key_matching(&self, presented: &str) -> Option<&str> {
+        let eq = |a: &[u8], b: &[u8]| a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0;
+        self.settings.api_keys.iter().find(|k| eq(k.as_bytes(), presented.as_bytes())).map(String::as_str)
+    }
+
     /// Waits, within the request's bound, until the writes its `after` names
     /// are visible to `events`. `Ok(Some(_))`: they are not, and the client
     /// asked for a stale answer over none.
@@ -671,7 +697,7 @@ impl QueryService {
             }
             refuse_writes(&statement)?;
             let mut stmt = statement;
-            dialect::rewrite(&mut stmt, Vec::new()).map_err(QueryError::from)?;
+            dialect::rewrite_unbound(&mut stmt).map_err(QueryError::from)?;
             let plan = dialect::plan(&ctx.state(), stmt).await.map_err(QueryError::from)?;
             let ordered = ordered_params(&plan)?;
             Ok(Described { schema: Arc::new(plan.schema().as_arrow().clone()), params: ordered })

@@ -16,6 +16,10 @@ pub(crate) struct Args {
     /// overrides `query.pg_listen`.
     #[arg(long, env = "SEDIMENT_PG_LISTEN")]
     pg_listen: Option<SocketAddr>,
+    /// Also serve Arrow Flight SQL here (ADBC, the Flight SQL JDBC
+    /// driver); overrides `query.flight_listen`.
+    #[arg(long, env = "SEDIMENT_FLIGHT_LISTEN")]
+    flight_listen: Option<SocketAddr>,
     /// Allow listening beyond loopback without API keys.
     #[arg(long)]
     allow_unauthenticated: bool,
@@ -27,23 +31,31 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (config, lake) = if args.create { args.lake.load_or_create().await? } else { args.lake.load().await? };
+    let (mut config, lake) = if args.create { args.lake.load_or_create().await? } else { args.lake.load().await? };
+    // The flags win over the config, and the service reports what it serves.
+    if let Some(a) = args.pg_listen {
+        config.query.pg_listen = Some(a.to_string());
+    }
+    if let Some(a) = args.flight_listen {
+        config.query.flight_listen = Some(a.to_string());
+    }
     let url = lake.url().to_owned();
     let service = QueryService::new(lake, config)?;
     let listener = bind(args.listen, &service, args.allow_unauthenticated).await?;
     let addr = listener.local_addr()?;
-    let pg_listen = match args.pg_listen {
-        Some(a) => Some(a),
-        None => service
-            .settings()
-            .pg_listen
-            .as_deref()
-            .map(|a| a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("query.pg_listen {a:?}: {e}")))
-            .transpose()?,
-    };
+    let pg_listen = address(service.settings().pg_listen.as_deref(), "query.pg_listen")?;
+    let flight_listen = address(service.settings().flight_listen.as_deref(), "query.flight_listen")?;
     let pg = match pg_listen {
         Some(a) => {
             let door = sediment_query::pg::PgDoor::new(std::sync::Arc::clone(&service))?;
+            let listener = bind(a, &service, args.allow_unauthenticated).await?;
+            Some((door, listener))
+        }
+        None => None,
+    };
+    let flight = match flight_listen {
+        Some(a) => {
+            let door = sediment_query::flight::FlightDoor::new(std::sync::Arc::clone(&service))?;
             let listener = bind(a, &service, args.allow_unauthenticated).await?;
             Some((door, listener))
         }
@@ -53,17 +65,37 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some((_, l)) = &pg {
         print_pg_endpoint(l.local_addr()?, &service);
     }
+    if let Some((_, l)) = &flight {
+        println!(
+            "  Flight SQL   grpc://{}   (ADBC: adbc_driver_flightsql.dbapi.connect(\"grpc://{}\"); an API key is the bearer token)",
+            l.local_addr()?,
+            l.local_addr()?
+        );
+    }
     let http = sediment_query::server::serve_on(service, listener);
-    match pg {
-        Some((door, l)) => {
-            tokio::select! {
-                r = http => r?,
-                r = sediment_query::pg::serve_on(door, l) => r?,
-            }
+    let pg = async move {
+        match pg {
+            Some((door, l)) => sediment_query::pg::serve_on(door, l).await,
+            None => std::future::pending().await,
         }
-        None => http.await?,
+    };
+    let flight = async move {
+        match flight {
+            Some((door, l)) => sediment_query::flight::serve_on(door, l).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = http => r?,
+        r = pg => r?,
+        r = flight => r?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A door's address, if it is served.
+fn address(configured: Option<&str>, key: &str) -> anyhow::Result<Option<SocketAddr>> {
+    configured.map(|a| a.parse::<SocketAddr>().map_err(|e| anyhow::anyhow!("{key} {a:?}: {e}"))).transpose()
 }
 
 fn print_pg_endpoint(addr: SocketAddr, service: &QueryService) {

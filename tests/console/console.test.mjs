@@ -20,7 +20,7 @@ const browserPath = process.env.CHROMIUM || "/usr/bin/chromium";
 const artifacts = process.env.SEDIMENT_ARTIFACTS || join(here, "artifacts");
 const KEY = "console-test-key";
 
-let dir, server, base, browser, page, serverLog = "";
+let dir, server, base, browser, page, pgPort, serverLog = "";
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -75,8 +75,9 @@ before(async () => {
   assert.equal(demo.status, 0, demo.stderr + demo.stdout);
   appendFileSync(join(dir, "sediment.toml"), `\n[query]\napi_keys = ["${KEY}"]\n`);
   const port = await freePort();
+  pgPort = await freePort();
   base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ["serve", "--config", join(dir, "sediment.toml"), "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "pipe", "pipe"] });
+  server = spawn(bin, ["serve", "--config", join(dir, "sediment.toml"), "--listen", `127.0.0.1:${port}`, "--pg-listen", `127.0.0.1:${pgPort}`], { stdio: ["ignore", "pipe", "pipe"] });
   server.stdout.on("data", (d) => { serverLog += d; });
   server.stderr.on("data", (d) => { serverLog += d; });
   await waitFor(async () => (await fetch(base + "/health")).ok, "sediment serve");
@@ -109,6 +110,9 @@ test("the page asks for the API key, then lists the catalog", async () => {
   assert.deepEqual([...tables].sort(), rest.rows.map((r) => r[0]).sort());
   for (const t of ["events", "orders", "orders_current", "daily_revenue"]) assert.ok(tables.includes(t), `${t} in ${tables}`);
   await page.waitForFunction(() => /newest data landed/.test(document.querySelector("#freshness").textContent));
+  // The header lists the doors clients connect to.
+  const doors = await page.$eval("#endpoints", (n) => n.textContent);
+  assert.ok(doors.includes("Athena API http://127.0.0.1:") && doors.includes(`Postgres 127.0.0.1:${pgPort}`), doors);
   await shot("02-catalog");
 });
 

@@ -561,8 +561,19 @@ pub fn parse_params(params: &[String]) -> Result<Vec<Expr>> {
 /// placeholders stay for the planner to type (a statement described
 /// before its values are bound).
 pub fn rewrite(stmt: &mut Statement, params: Vec<Expr>) -> Result<()> {
+    rewrite_with(stmt, params, false)
+}
+
+/// [`rewrite`] for a statement described before its values are bound: each
+/// `?` becomes the numbered placeholder of its position (`$1`, `$2`, …),
+/// which the planner types from what it is compared with.
+pub fn rewrite_unbound(stmt: &mut Statement) -> Result<()> {
+    rewrite_with(stmt, Vec::new(), true)
+}
+
+fn rewrite_with(stmt: &mut Statement, params: Vec<Expr>, unbound: bool) -> Result<()> {
     subqueries::rewrite(stmt);
-    let mut r = Rewriter { params: 0, numbered: 0, values: params };
+    let mut r = Rewriter { params: 0, numbered: 0, values: params, unbound };
     if let ControlFlow::Break(e) = stmt.visit(&mut r) {
         return Err(DataFusionError::Plan(e));
     }
@@ -579,7 +590,7 @@ pub fn rewrite(stmt: &mut Statement, params: Vec<Expr>) -> Result<()> {
         }
         return Ok(());
     }
-    if r.params != r.values.len() {
+    if r.params != r.values.len() && !unbound {
         return Err(DataFusionError::Plan(format!(
             "the query has {} parameter(s) (?) but {} value(s) were given",
             r.params,
@@ -754,6 +765,8 @@ struct Rewriter {
     /// The highest `$n` seen.
     numbered: usize,
     values: Vec<Expr>,
+    /// `?`s become `$n` (see [`rewrite_unbound`]).
+    unbound: bool,
 }
 
 /// `n` of a `$n` placeholder.
@@ -1487,7 +1500,11 @@ impl VisitorMut for Rewriter {
             }
             Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if p == "?") => {
                 self.params += 1;
-                self.values.get(self.params - 1).cloned()
+                if self.unbound {
+                    Some(Expr::value(Value::Placeholder(format!("${}", self.params))))
+                } else {
+                    self.values.get(self.params - 1).cloned()
+                }
             }
             Expr::Value(v) if matches!(&v.value, Value::Placeholder(p) if placeholder_number(p).is_some()) => {
                 let Value::Placeholder(p) = &v.value else { unreachable!("matched a placeholder") };
@@ -1980,5 +1997,8 @@ mod tests {
         assert_eq!(numbered(sql, &[]).unwrap(), sql);
         assert!(numbered(sql, &["5"]).unwrap_err().to_string().contains("parameter $2 but 1 value"));
         assert!(numbered("SELECT $1, ?", &["1", "2"]).unwrap_err().to_string().contains("not both"));
+        let mut s = parse("SELECT a FROM t WHERE b = ? AND c > ?").unwrap().remove(0);
+        rewrite_unbound(&mut s).unwrap();
+        assert_eq!(s.to_string(), "SELECT a FROM t WHERE b = $1 AND c > $2");
     }
 }
