@@ -15,7 +15,18 @@ fn postgres_and_flight_clients_get_the_lakes_answers() {
     let key = "pg-test-key-3b1f";
     let config = demo.join("sediment.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{text}\n[query]\napi_keys = [\"{key}\"]\n")).unwrap();
+    // A self-signed certificate: the Postgres door offers TLS.
+    python("make_cert.py", &[dir.path().to_str().unwrap()], &[]);
+    let (cert, tls_key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[query]\napi_keys = [\"{key}\"]\npg_tls_cert = {:?}\npg_tls_key = {:?}\n",
+            cert.display().to_string(),
+            tls_key.display().to_string()
+        ),
+    )
+    .unwrap();
     let (http, pg, flight) = (free_port(), free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_sediment"))
         .args(["serve", "--listen", &format!("127.0.0.1:{http}"), "--pg-listen", &format!("127.0.0.1:{pg}")])

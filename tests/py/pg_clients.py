@@ -73,6 +73,13 @@ try:
 except psycopg.OperationalError as e:
     check("password" in str(e).lower(), f"wrong key: {e}")
 
+# TLS, offered because the server has a certificate (psql and psycopg
+# prefer it by default, so everything here runs over it); plain still works.
+with psycopg.connect(**dsn, sslmode="require") as c:
+    check(c.pgconn.ssl_in_use and c.execute("SELECT 1").fetchone() == (1,), "TLS")
+with psycopg.connect(**dsn, sslmode="disable") as c:
+    check(not c.pgconn.ssl_in_use and c.execute("SELECT 1").fetchone() == (1,), "plain")
+
 conn = psycopg.connect(**dsn, autocommit=True)
 days = sorted(per_day)
 etype = sorted(per_type)[0]
