@@ -805,10 +805,7 @@ where
         Statement::ReleaseSavepoint { .. } => Ok(Response::Execution(Tag::new("RELEASE"))),
         Statement::Rollback { savepoint: Some(_), .. } => Ok(Response::Execution(Tag::new("ROLLBACK"))),
         Statement::Rollback { .. } => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
-        Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join(" ");
-            show(client, &name)
-        }
+        Statement::ShowVariable { variable } => show(client, &setting_key(variable)),
         Statement::Set(set) => {
             let assignments: Vec<(String, String)> = match set {
                 Set::SingleAssignment { variable, values, .. } => {
@@ -885,27 +882,38 @@ fn default_setting(name: &str) -> Option<String> {
     )
 }
 
-fn show(client: &(impl ClientInfo + ?Sized), name: &str) -> Result<Response, QueryError> {
-    let key = match name {
-        "time zone" => "timezone",
-        "transaction isolation level" => "transaction_isolation",
-        n => n,
-    };
+/// The setting `SHOW …` names, as settings are kept (`SHOW TIME ZONE` is
+/// `timezone`).
+fn setting_key(variable: &[ast::Ident]) -> String {
+    let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join(" ");
+    match name.as_str() {
+        "time zone" => "timezone".to_owned(),
+        "transaction isolation level" => "transaction_isolation".to_owned(),
+        _ => name,
+    }
+}
+
+/// The columns `SHOW key` answers with: Describe and the answer share them.
+fn show_columns(key: &str) -> Vec<&str> {
+    if key == "all" { vec!["name", "setting", "description"] } else { vec![key] }
+}
+
+fn show(client: &(impl ClientInfo + ?Sized), key: &str) -> Result<Response, QueryError> {
     if key == "all" {
         let names: Vec<&str> = SETTABLE.iter().map(|(n, _)| *n).chain(["server_version", "server_encoding", "integer_datetimes"]).collect();
         let rows: Vec<Vec<Option<String>>> = names
             .iter()
             .map(|n| vec![Some((*n).to_owned()), client.metadata().get(*n).cloned().or_else(|| default_setting(n)), None])
             .collect();
-        return text_response(&["name", "setting", "description"], rows);
+        return text_response(&show_columns(key), rows);
     }
     let value = client
         .metadata()
         .get(key)
         .cloned()
         .or_else(|| default_setting(key))
-        .ok_or_else(|| QueryError::user(format!("unrecognized configuration parameter \"{name}\"")))?;
-    text_response(&[key], vec![vec![Some(value)]])
+        .ok_or_else(|| QueryError::user(format!("unrecognized configuration parameter \"{key}\"")))?;
+    text_response(&show_columns(key), vec![vec![Some(value)]])
 }
 
 fn text_response(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Result<Response, QueryError> {
@@ -924,10 +932,10 @@ fn text_response(columns: &[&str], rows: Vec<Vec<Option<String>>>) -> Result<Res
 
 fn session_schema(stmt: &Statement) -> Vec<FieldInfo> {
     match stmt {
-        Statement::ShowVariable { variable } => {
-            let name = variable.iter().map(|v| v.value.to_lowercase()).collect::<Vec<_>>().join("_");
-            vec![FieldInfo::new(name, None, None, Type::TEXT, FieldFormat::Text)]
-        }
+        Statement::ShowVariable { variable } => show_columns(&setting_key(variable))
+            .into_iter()
+            .map(|c| FieldInfo::new(c.to_owned(), None, None, Type::TEXT, FieldFormat::Text))
+            .collect(),
         _ => Vec::new(),
     }
 }

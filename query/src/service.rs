@@ -269,7 +269,7 @@ impl QueryService {
     /// Runs CPU-heavy work (rendering a large result) on the query runtime,
     /// off the runtime that serves.
     pub async fn on_cpu<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, QueryError> {
-        self.cpu.spawn(async move { work() }).await.map_err(crate::executor::join_error)
+        self.on_cpu_async(async move { work() }).await
     }
 
     /// Runs an async piece of query work (planning) on the query runtime.

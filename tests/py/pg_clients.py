@@ -116,6 +116,11 @@ with conn.cursor() as cur:
             check(code is None or e.sqlstate == code, f"{sql}: sqlstate {e.sqlstate} ({e})")
     cur.execute("SELECT 1")
     check(cur.fetchone() == (1,), "the connection lives on after errors")
+    # SHOW through the extended protocol: described and answered alike.
+    cur.execute("SHOW ALL")
+    check([c.name for c in cur.description] == ["name", "setting", "description"] and len(cur.fetchone()) == 3, "SHOW ALL")
+    cur.execute("SHOW TIME ZONE")
+    check([c.name for c in cur.description] == ["timezone"] and cur.fetchone() == ("UTC",), "SHOW TIME ZONE")
 
 # Transactions (psycopg's default): BEGIN … COMMIT brackets reads.
 with psycopg.connect(**dsn) as tx:
