@@ -24,8 +24,9 @@ use std::time::Duration;
 use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::ParamValues;
+use datafusion::datasource::MemTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{ColumnarValue, LogicalPlan, ScalarUDF, Volatility, create_udf};
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -56,6 +57,8 @@ use pgwire::messages::startup::{Authentication, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::types::format::FormatOptions;
 use sediment_trino as dialect;
+
+mod decorrelate;
 
 use crate::service::{Category, Client, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
 
@@ -176,7 +179,11 @@ impl PgDoor {
 
     async fn plan_catalog(&self, mut stmt: Statement) -> Result<LogicalPlan, QueryError> {
         backslash_escapes(&mut stmt);
+        subscripts_as_series(&mut stmt);
         let state = self.catalog.clone();
+        decorrelate::decorrelate(&mut stmt, &|name| {
+            state.aggregate_functions().contains_key(name) || state.window_functions().contains_key(name)
+        });
         let work = async move {
             let stmt = datafusion::sql::parser::Statement::Statement(Box::new(stmt));
             state.statement_to_plan(stmt).await
@@ -324,6 +331,7 @@ const PG_FUNCTIONS: &[&str] = &[
     "to_regtype",
     "json_build_object",
     "txid_current",
+    "pg_get_indexdef",
 ];
 
 /// Whether a query reads `pg_catalog` or `information_schema`, or calls a
@@ -390,6 +398,40 @@ fn backslash_escapes(stmt: &mut Statement) {
     let _ = VisitMut::visit(stmt, &mut Escapes);
 }
 
+/// `generate_subscripts(a, d)` (a set-returning function SQLAlchemy's key
+/// reflection selects beside `unnest(a)`) as
+/// `unnest(generate_series(array_lower(a, d), array_upper(a, d)))`: the same
+/// subscripts, and DataFusion zips the two `unnest`s row by row as Postgres
+/// zips set-returning functions in a select list.
+fn subscripts_as_series(stmt: &mut Statement) {
+    struct Subscripts;
+    impl VisitorMut for Subscripts {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if let Expr::Function(f) = e
+                && f.name.0.last().and_then(ObjectNamePart::as_ident).is_some_and(|n| n.value.eq_ignore_ascii_case("generate_subscripts"))
+                && let ast::FunctionArguments::List(list) = &f.args
+                && let [
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(array)),
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(dim)),
+                ] = list.args.as_slice()
+            {
+                let bound = |name: &str| Expr::Cast {
+                    kind: CastKind::Cast,
+                    expr: Box::new(dialect::call(name, vec![array.clone(), dim.clone()])),
+                    data_type: ast::DataType::BigInt(None),
+                    array: false,
+                    format: None,
+                };
+                let series = dialect::call("generate_series", vec![bound("array_lower"), bound("array_upper")]);
+                *e = dialect::call("unnest", vec![series]);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = VisitMut::visit(stmt, &mut Subscripts);
+}
+
 /// The UDF behind [`backslash_escapes`].
 fn like_pattern_udf() -> ScalarUDF {
     create_udf(
@@ -426,6 +468,41 @@ fn like_pattern_udf() -> ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
+}
+
+/// A Postgres function describing a catalog object the lake never has (an
+/// index's definition): NULL, as Postgres answers for an oid that names no
+/// such object.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct NoSuchObject {
+    name: &'static str,
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl NoSuchObject {
+    /// `pg_get_indexdef(index_oid [, column, pretty])`.
+    fn index_definition() -> Self {
+        use datafusion::logical_expr::{Signature, TypeSignature};
+        Self {
+            name: "pg_get_indexdef",
+            signature: Signature::one_of(vec![TypeSignature::Any(1), TypeSignature::Any(3)], Volatility::Stable),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for NoSuchObject {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, _: datafusion::logical_expr::ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)))
+    }
 }
 
 /// `json_build_object(k1, v1, …)`: a JSON object's text, numbers and
@@ -512,6 +589,9 @@ fn catalog_session(service: &QueryService) -> Result<SessionState, QueryError> {
         .register_schema("information_schema", Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()))))
         .map_err(QueryError::from)?;
     setup_pg_catalog(&ctx, &database, EmptyContextProvider).map_err(|e| QueryError::system(format!("pg_catalog: {e}")))?;
+    if let Some(pg_catalog) = provider.schema("pg_catalog") {
+        provider.register_schema("pg_catalog", Arc::new(LakePgCatalog { inner: pg_catalog })).map_err(QueryError::from)?;
+    }
     ctx.register_udf(version_udf());
     ctx.register_udf(current_setting_udf());
     ctx.register_udf(to_regtype_udf());
@@ -533,7 +613,96 @@ fn catalog_session(service: &QueryService) -> Result<SessionState, QueryError> {
         Arc::new(|_| Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))))),
     ));
     ctx.register_udf(ScalarUDF::new_from_impl(JsonBuildObject::default()));
+    ctx.register_udf(ScalarUDF::new_from_impl(NoSuchObject::index_definition()));
     Ok(ctx.state())
+}
+
+/// `pg_catalog` with the lake's indexes and constraints: none. The lake's
+/// tables have no keys (a snapshot's `aggregate_id` is unique per day by
+/// construction, not by a constraint), so `pg_index` and `pg_constraint`
+/// are empty, with their key columns typed as Postgres types them
+/// (`int2vector`, `oidvector`, `smallint[]`, `oid[]` as lists) so that
+/// SQLAlchemy's primary-key, unique-constraint and index reflection, which
+/// `unnest`s them, plans and answers "none".
+#[derive(Debug)]
+struct LakePgCatalog {
+    inner: Arc<dyn SchemaProvider>,
+}
+
+impl LakePgCatalog {
+    fn list_columns(table: &str) -> &'static [(&'static str, DataType)] {
+        match table {
+            "pg_index" => &[
+                ("indkey", DataType::Int16),
+                ("indoption", DataType::Int16),
+                ("indcollation", DataType::Int32),
+                ("indclass", DataType::Int32),
+            ],
+            "pg_constraint" => &[
+                ("conkey", DataType::Int16),
+                ("confkey", DataType::Int16),
+                ("confdelsetcols", DataType::Int16),
+                ("conpfeqop", DataType::Int32),
+                ("conppeqop", DataType::Int32),
+                ("conffeqop", DataType::Int32),
+                ("conexclop", DataType::Int32),
+            ],
+            _ => &[],
+        }
+    }
+}
+
+impl LakePgCatalog {
+    /// `pg_class` with the access-privilege and storage-option arrays
+    /// (`relacl`, `reloptions`) SQLAlchemy's index reflection selects: NULL,
+    /// the defaults, for every relation.
+    fn with_options(pg_class: Arc<dyn TableProvider>) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        use datafusion::logical_expr::{LogicalPlanBuilder, col, lit};
+        let mut columns: Vec<datafusion::logical_expr::Expr> =
+            pg_class.schema().fields().iter().map(|f| col(datafusion::common::Column::new_unqualified(f.name()))).collect();
+        let text_array = ScalarValue::try_from(&DataType::new_list(DataType::Utf8, true))?;
+        for name in ["relacl", "reloptions"] {
+            if pg_class.schema().field_with_name(name).is_err() {
+                columns.push(lit(text_array.clone()).alias(name));
+            }
+        }
+        let plan =
+            LogicalPlanBuilder::scan("pg_class", datafusion::datasource::provider_as_source(pg_class), None)?.project(columns)?.build()?;
+        Ok(Arc::new(datafusion::datasource::ViewTable::new(plan, None)))
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakePgCatalog {
+    fn table_names(&self) -> Vec<String> {
+        self.inner.table_names()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        let Some(table) = self.inner.table(name).await? else { return Ok(None) };
+        if name.eq_ignore_ascii_case("pg_class") {
+            return Ok(Some(Self::with_options(table)?));
+        }
+        let lists = Self::list_columns(&name.to_ascii_lowercase());
+        if lists.is_empty() {
+            return Ok(Some(table));
+        }
+        let schema = table.schema();
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| match lists.iter().find(|(n, _)| n == f.name()) {
+                Some((_, item)) => Field::new(f.name(), DataType::new_list(item.clone(), true), true),
+                None => f.as_ref().clone(),
+            })
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        Ok(Some(Arc::new(MemTable::try_new(schema, vec![vec![]])?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.inner.table_exist(name)
+    }
 }
 
 /// `version()` as Postgres words it, which clients parse for the version.
@@ -1250,6 +1419,31 @@ mod tests {
                 Work::Session(_) => "session",
             })
             .collect()
+    }
+
+    /// Runs a catalog-session rewrite's output through DataFusion.
+    async fn answer(sql: &str, rewrite: impl Fn(&mut Statement)) -> Vec<String> {
+        let mut stmt =
+            datafusion::sql::sqlparser::parser::Parser::parse_sql(&datafusion::sql::sqlparser::dialect::PostgreSqlDialect {}, sql)
+                .unwrap()
+                .remove(0);
+        rewrite(&mut stmt);
+        let ctx = SessionContext::new();
+        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider).unwrap();
+        let batches = ctx.sql(&stmt.to_string()).await.unwrap().collect().await.unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[tokio::test]
+    async fn generate_subscripts_counts_beside_unnest_as_in_postgres() {
+        let rows =
+            answer("SELECT unnest(k) AS v, generate_subscripts(k, 1) AS i FROM (SELECT [10, 20, 30] AS k)", subscripts_as_series).await;
+        assert_eq!(rows[3..6], ["| 10 | 1 |", "| 20 | 2 |", "| 30 | 3 |"]);
+        let none =
+            answer("SELECT unnest(k) AS v, generate_subscripts(k, 1) AS i FROM (SELECT CAST([] AS INT[]) AS k)", subscripts_as_series)
+                .await;
+        assert!(none.len() <= 4, "{none:?}");
     }
 
     #[test]

@@ -163,9 +163,29 @@ tables = insp.get_table_names()
 check("orders" in tables and "daily_revenue" in tables, f"tables {tables}")
 views = insp.get_view_names()
 check("events" in views and "orders_current" in views, f"views {views}")
-# (SQLAlchemy 2.1's get_columns() correlates scalar subqueries through
-# function calls, which DataFusion does not decorrelate: not covered yet;
-# `\d` and information_schema.columns give the columns.)
+# What Superset reads when a dataset is added or a table opened in SQL Lab:
+# columns (correlated subqueries in CASE branches), keys and indexes (the
+# lake has none), comments.
+with psycopg.connect(**dsn) as c:
+    lake_columns = {
+        t: [d.name for d in c.execute(f"SELECT * FROM {t} LIMIT 0").description] for t in ("events", "orders")
+    }
+for t in ("events", "orders"):
+    cols = insp.get_columns(t, schema="public")
+    check([col["name"] for col in cols] == lake_columns[t], f"get_columns({t}): {[col['name'] for col in cols]} != {lake_columns[t]}")
+    check(all(col["default"] is None and not col["autoincrement"] for col in cols), f"get_columns({t}) defaults: {cols}")
+    check(insp.get_pk_constraint(t, schema="public")["constrained_columns"] == [], f"get_pk_constraint({t})")
+    check(insp.get_indexes(t, schema="public") == [], f"get_indexes({t})")
+    check(insp.get_unique_constraints(t, schema="public") == [], f"get_unique_constraints({t})")
+    check(insp.get_foreign_keys(t, schema="public") == [], f"get_foreign_keys({t})")
+    check(insp.get_table_comment(t, schema="public") == {"text": None}, f"get_table_comment({t})")
+types = {col["name"]: type(col["type"]).__name__ for col in insp.get_columns("events")}
+check(
+    (types["sequence"], types["occurred_at"], types["dt"], types["event_type"]) == ("BIGINT", "TIMESTAMP", "DATE", "TEXT"),
+    f"events column types {types}",
+)
+multi = insp.get_multi_columns(schema="public", kind=sqlalchemy.engine.reflection.ObjectKind.ANY)
+check({name for (_, name) in multi} >= {"events", "orders", "orders_current"}, f"get_multi_columns: {sorted(multi)}")
 df = pd.read_sql("SELECT event_type, count(*) AS n FROM events GROUP BY event_type ORDER BY event_type", engine)
 check(dict(zip(df.event_type, df.n)) == per_type, f"pandas: {df.to_dict()} != {per_type}")
 with engine.connect() as c:

@@ -43,7 +43,11 @@ impl VisitorMut for SelectLists {
                     SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
                     _ => continue,
                 };
-                let _ = e.visit(&mut Predicates { depth: 0 });
+                each_own_expr(e, &mut |e| {
+                    if let Some(r) = replacement(e) {
+                        *e = r;
+                    }
+                });
             }
         });
         ControlFlow::Continue(())
@@ -61,33 +65,31 @@ fn each_select(body: &mut SetExpr, f: &mut impl FnMut(&mut Vec<SelectItem>)) {
     }
 }
 
-/// Rewrites the predicates of one expression, not those inside its
-/// subqueries (their own select lists are visited as queries).
-struct Predicates {
-    depth: usize,
-}
-
-impl VisitorMut for Predicates {
-    type Break = ();
-
-    fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-        self.depth += 1;
-        ControlFlow::Continue(())
+/// Calls `f` on every expression of `e`, innermost first, except those
+/// inside its subqueries (a subquery itself is one expression of `e`).
+pub fn each_own_expr(e: &mut Expr, f: &mut dyn FnMut(&mut Expr)) {
+    struct Own<'a> {
+        depth: usize,
+        f: &'a mut dyn FnMut(&mut Expr),
     }
-
-    fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
-        self.depth -= 1;
-        ControlFlow::Continue(())
-    }
-
-    fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if self.depth == 0
-            && let Some(r) = replacement(e)
-        {
-            *e = r;
+    impl VisitorMut for Own<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.depth += 1;
+            ControlFlow::Continue(())
         }
-        ControlFlow::Continue(())
+        fn post_visit_query(&mut self, _: &mut Query) -> ControlFlow<()> {
+            self.depth -= 1;
+            ControlFlow::Continue(())
+        }
+        fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
+            if self.depth == 0 {
+                (self.f)(e);
+            }
+            ControlFlow::Continue(())
+        }
     }
+    let _ = e.visit(&mut Own { depth: 0, f });
 }
 
 fn replacement(e: &Expr) -> Option<Expr> {
