@@ -78,18 +78,11 @@ pub struct Executions {
     retained: Mutex<usize>,
 }
 
-/// Results kept in memory, as a share of `query.memory_limit_mb`: older
-/// ones beyond it are served from their result CSV, as Athena serves
-/// every result from S3.
-const RETAINED_SHARE: usize = 8;
-
-fn batches_bytes(out: &QueryOutput) -> usize {
-    out.batches.iter().map(|b| b.get_array_memory_size()).sum()
-}
-
-/// Drops the batches of the oldest retained results until the rest fit.
+/// Drops the batches of the oldest retained results until the rest fit
+/// [`QueryService::retained_budget`]: older ones are then served from their
+/// result CSV, as Athena serves every result from S3.
 fn evict(state: &AppState, execs: &mut HashMap<String, Execution>) {
-    let budget = ((state.service.settings().memory_limit_mb as usize) << 20) / RETAINED_SHARE;
+    let budget = state.service.retained_budget();
     let mut retained = state.executions.retained.lock().unwrap_or_else(|p| p.into_inner());
     if *retained <= budget {
         return;
@@ -102,7 +95,7 @@ fn evict(state: &AppState, execs: &mut HashMap<String, Execution>) {
         if let Some(e) = execs.get_mut(id)
             && let Some(out) = e.output.as_ref().filter(|_| !e.evicted)
         {
-            *retained = retained.saturating_sub(batches_bytes(out));
+            *retained = retained.saturating_sub(out.bytes());
             e.output = Some(Arc::new(QueryOutput { batches: Vec::new(), ..(**out).clone() }));
             e.evicted = true;
         }
@@ -411,7 +404,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>, after
                 _ if e.state == QueryState::Cancelled => {}
                 Ok(out) => {
                     e.state = QueryState::Succeeded;
-                    *st.executions.retained.lock().unwrap_or_else(|p| p.into_inner()) += batches_bytes(&out);
+                    *st.executions.retained.lock().unwrap_or_else(|p| p.into_inner()) += out.bytes();
                     e.output = Some(Arc::new(out));
                     evict(&st, &mut execs);
                 }

@@ -49,7 +49,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::service::{CATALOG, Category, Client, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
 
-/// How long a result waits for its DoGet, and how many may wait at once.
+/// How long a result waits for its DoGet, and how many may wait at once
+/// (in bytes, they share [`QueryService::retained_budget`]).
 const RESULT_TTL: Duration = Duration::from_secs(300);
 const MAX_WAITING_RESULTS: usize = 64;
 /// Prepared statements a server keeps (the oldest goes first).
@@ -144,12 +145,24 @@ impl FlightDoor {
             )
             .with_descriptor(descriptor)
             .with_total_records(out.rows as i64)
-            .with_total_bytes(out.batches.iter().map(|b| b.get_array_memory_size() as i64).sum())
+            .with_total_bytes(out.bytes() as i64)
             .with_ordered(true);
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
         results.retain(|_, (at, _)| at.elapsed() < RESULT_TTL);
         if results.len() >= MAX_WAITING_RESULTS {
             return Err(Status::resource_exhausted(format!("{MAX_WAITING_RESULTS} results are waiting for their DoGet; fetch them first")));
+        }
+        // Waiting results share the budget the Athena API keeps its results
+        // in; one result alone may exceed it (the query's memory limit let it
+        // through).
+        let waiting: usize = results.values().map(|(_, o)| o.bytes()).sum();
+        let budget = self.service.retained_budget();
+        if !results.is_empty() && waiting + out.bytes() > budget {
+            return Err(Status::resource_exhausted(format!(
+                "{waiting} bytes of results are waiting for their DoGet, and this one's {} would pass the {budget} bytes results may hold \
+                 (an eighth of query.memory_limit_mb); fetch them first",
+                out.bytes()
+            )));
         }
         results.insert(handle, (Instant::now(), out));
         Ok(Response::new(info))
@@ -512,4 +525,52 @@ impl FlightSqlService for FlightDoor {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, RecordBatch};
+    use sediment_lake::{Config, Lake};
+
+    use super::*;
+
+    fn output(rows: usize) -> QueryOutput {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let column = Arc::new(Int64Array::from_iter_values(0..rows as i64));
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![column]).unwrap();
+        QueryOutput {
+            schema,
+            batches: vec![batch],
+            rows,
+            bytes_scanned: 0,
+            planning: Duration::ZERO,
+            execution: Duration::ZERO,
+            queued: Duration::ZERO,
+            stale: None,
+        }
+    }
+
+    fn handle(info: &FlightInfo) -> TicketStatementQuery {
+        let ticket = &info.endpoint[0].ticket.as_ref().unwrap().ticket;
+        Any::decode(ticket.clone()).unwrap().unpack::<TicketStatementQuery>().unwrap().unwrap()
+    }
+
+    #[tokio::test]
+    async fn results_waiting_for_their_doget_share_the_retained_budget() {
+        let mut config = Config::default();
+        config.query.memory_limit_mb = 1; // 128 KiB of waiting results
+        let service = QueryService::new(Lake::open("memory://flight-budget").unwrap(), config).unwrap();
+        let door = FlightDoor::new(service).unwrap();
+        let result = output(10_000); // 80 KB
+        let first = door.hold(result.clone(), FlightDescriptor::new_cmd(vec![])).unwrap().into_inner();
+        let refused = door.hold(result.clone(), FlightDescriptor::new_cmd(vec![])).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
+        // Fetching the first frees its share.
+        let ticket = handle(&first);
+        door.do_get_statement(ticket.clone(), Request::new(Ticket::new(ticket.as_any().encode_to_vec()))).await.unwrap();
+        door.hold(result, FlightDescriptor::new_cmd(vec![])).unwrap();
+        // One result alone may pass the budget: the query's memory limit let it through.
+        let door = FlightDoor::new(Arc::clone(&door.service)).unwrap();
+        door.hold(output(40_000), FlightDescriptor::new_cmd(vec![])).unwrap();
+    }
 }

@@ -140,6 +140,13 @@ pub struct QueryOutput {
     pub stale: Option<Arc<NotVisible>>,
 }
 
+impl QueryOutput {
+    /// The result batches' memory.
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.get_array_memory_size()).sum()
+    }
+}
+
 /// A request to run.
 #[derive(Debug, Clone, Default)]
 pub struct QueryRequest {
@@ -282,6 +289,14 @@ impl QueryService {
 
     pub fn settings(&self) -> &QuerySection {
         &self.settings
+    }
+
+    /// Bytes of finished results a door may keep in memory for clients to
+    /// fetch later (the Athena API's GetQueryResults, Flight SQL's DoGet):
+    /// an eighth of `query.memory_limit_mb`, so held results cannot crowd
+    /// out the queries running.
+    pub fn retained_budget(&self) -> usize {
+        ((self.settings.memory_limit_mb as usize) << 20) / 8
     }
 
     pub fn lake(&self) -> &Lake {
