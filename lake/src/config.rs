@@ -178,6 +178,12 @@ pub struct QuerySection {
     /// none: not served. `sediment serve --flight-listen` overrides it.
     #[serde(default)]
     pub flight_listen: Option<String>,
+    /// PEM certificate chain and private key: with both, the Flight SQL
+    /// door serves gRPC over TLS only (`grpc+tls://`).
+    #[serde(default)]
+    pub flight_tls_cert: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub flight_tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for QuerySection {
@@ -196,6 +202,8 @@ impl Default for QuerySection {
             pg_tls_cert: None,
             pg_tls_key: None,
             flight_listen: None,
+            flight_tls_cert: None,
+            flight_tls_key: None,
         }
     }
 }

@@ -58,11 +58,39 @@ const MAX_PREPARED: usize = 1024;
 
 /// Serves Flight SQL on a bound listener until the process ends.
 pub async fn serve_on(door: FlightDoor, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = door.tls.clone() {
+        server = server.tls_config(tls).map_err(std::io::Error::other)?;
+    }
+    server
         .add_service(FlightServiceServer::new(door))
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
         .await
         .map_err(std::io::Error::other)
+}
+
+/// The door's TLS identity, when `query.flight_tls_cert` and
+/// `query.flight_tls_key` are set; checked here, so a bad file fails the
+/// start rather than the first connection.
+fn tls_config(settings: &sediment_lake::config::QuerySection) -> Result<Option<tonic::transport::ServerTlsConfig>, QueryError> {
+    let (cert, key) = match (&settings.flight_tls_cert, &settings.flight_tls_key) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => return Ok(None),
+        _ => return Err(QueryError::user("query.flight_tls_cert and query.flight_tls_key go together: set both or neither")),
+    };
+    let read = |name: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| QueryError::user(format!("query.{name} {}: {e}", path.display())))
+    };
+    // tonic's TLS takes the process's default crypto provider, and the
+    // process links two (ring, and aws-lc-rs through the AWS SDK): name ring,
+    // as the Postgres door's TLS does (a provider already installed stays).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    let identity = tonic::transport::Identity::from_pem(read("flight_tls_cert", cert)?, read("flight_tls_key", key)?);
+    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+    tonic::transport::Server::builder()
+        .tls_config(tls.clone())
+        .map_err(|e| QueryError::user(format!("the Flight SQL door's TLS certificate: {e}")))?;
+    Ok(Some(tls))
 }
 
 /// The door: shared by every call.
@@ -72,6 +100,8 @@ pub struct FlightDoor {
     results: Arc<Mutex<HashMap<String, (Instant, QueryOutput)>>>,
     prepared: Arc<Mutex<HashMap<String, Prepared>>>,
     sql_info: Arc<SqlInfoData>,
+    /// `query.flight_tls_cert` / `query.flight_tls_key`, read at start.
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +134,8 @@ impl FlightDoor {
         info.append(SqlInfo::FlightSqlServerCancel, false);
         info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
         let sql_info = Arc::new(info.build().map_err(|e| QueryError::system(format!("Flight SQL info: {e}")))?);
-        Ok(Self { service, results: Default::default(), prepared: Default::default(), sql_info })
+        let tls = tls_config(service.settings())?;
+        Ok(Self { service, results: Default::default(), prepared: Default::default(), sql_info, tls })
     }
 
     /// The caller's key, when keys are configured: `Bearer <key>`.

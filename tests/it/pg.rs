@@ -15,15 +15,15 @@ fn postgres_and_flight_clients_get_the_lakes_answers() {
     let key = "pg-test-key-3b1f";
     let config = demo.join("sediment.toml");
     let text = std::fs::read_to_string(&config).unwrap();
-    // A self-signed certificate: the Postgres door offers TLS.
+    // A self-signed certificate: the Postgres door offers TLS, the Flight
+    // SQL door serves only TLS.
     python("make_cert.py", &[dir.path().to_str().unwrap()], &[]);
-    let (cert, tls_key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, tls_key) = (dir.path().join("cert.pem").display().to_string(), dir.path().join("key.pem").display().to_string());
     std::fs::write(
         &config,
         format!(
-            "{text}\n[query]\napi_keys = [\"{key}\"]\npg_tls_cert = {:?}\npg_tls_key = {:?}\n",
-            cert.display().to_string(),
-            tls_key.display().to_string()
+            "{text}\n[query]\napi_keys = [\"{key}\"]\npg_tls_cert = {cert:?}\npg_tls_key = {tls_key:?}\n\
+             flight_tls_cert = {cert:?}\nflight_tls_key = {tls_key:?}\n"
         ),
     )
     .unwrap();
@@ -44,6 +44,6 @@ fn postgres_and_flight_clients_get_the_lakes_answers() {
     let events = demo.join("events.ndjson");
     let out = python("pg_clients.py", &["127.0.0.1", &pg.to_string(), key, events.to_str().unwrap()], &[]);
     assert!(out.contains("\"problems\": []"), "{out}");
-    let out = python("flight_clients.py", &["127.0.0.1", &flight.to_string(), key, events.to_str().unwrap()], &[]);
-    assert!(out.contains("\"problems\": []"), "{out}");
+    let out = python("flight_clients.py", &["127.0.0.1", &flight.to_string(), key, events.to_str().unwrap(), &cert], &[]);
+    assert!(out.contains("\"problems\": []") && out.contains("\"tls\": true"), "{out}");
 }

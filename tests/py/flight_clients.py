@@ -3,7 +3,10 @@ statements, prepared statements with bound parameters, catalog metadata, a
 bearer key and a Basic handshake, a wrong key refused. Answers are checked
 against DuckDB over the NDJSON the lake was built from.
 
-usage: flight_clients.py HOST PORT API_KEY EVENTS.ndjson
+usage: flight_clients.py HOST PORT API_KEY EVENTS.ndjson [CERT.pem]
+
+With CERT.pem (the server's self-signed certificate) every connection is
+gRPC over TLS that trusts it, and a plaintext connection must fail.
 """
 import json
 import os
@@ -19,7 +22,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 from lake_oracle import counts, events_oracle  # noqa: E402
 
 host, port, key, events_path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-uri = f"grpc://{host}:{port}"
+cert = open(sys.argv[5]).read() if len(sys.argv) > 5 else None
+uri = f"grpc+tls://{host}:{port}" if cert else f"grpc://{host}:{port}"
+# Every connection trusts the certificate when there is one.
+tls = {DatabaseOptions.TLS_ROOT_CERTS.value: cert} if cert else {}
 problems = []
 
 
@@ -30,7 +36,7 @@ def check(cond, msg):
 
 duck = events_oracle(events_path)
 per_day, per_type = counts(duck)
-bearer = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {key}"}
+bearer = {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {key}", **tls}
 
 with flight_sql.connect(uri, db_kwargs=bearer) as conn:
     with conn.cursor() as cur:
@@ -85,7 +91,7 @@ with flight_sql.connect(uri, db_kwargs=bearer) as conn:
             check(cur.fetchone()[0] == sum(per_day.values()), "after cancel")
 
 # A Basic handshake with the key as the password.
-with flight_sql.connect(uri, db_kwargs={"username": "analyst", "password": key}) as conn:
+with flight_sql.connect(uri, db_kwargs={"username": "analyst", "password": key, **tls}) as conn:
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM events")
         check(cur.fetchone()[0] == sum(per_day.values()), "count after a handshake")
@@ -93,7 +99,7 @@ with flight_sql.connect(uri, db_kwargs={"username": "analyst", "password": key})
 # A wrong key is refused.
 for kwargs in ({DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer wrong"}, {"username": "a", "password": "wrong"}):
     try:
-        with flight_sql.connect(uri, db_kwargs=kwargs) as conn:
+        with flight_sql.connect(uri, db_kwargs={**kwargs, **tls}) as conn:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")
                 cur.fetchall()
@@ -101,4 +107,15 @@ for kwargs in ({DatabaseOptions.AUTHORIZATION_HEADER.value: "Bearer wrong"}, {"u
     except Exception as e:  # noqa: BLE001
         check("unauthenticated" in str(e).lower() or "api key" in str(e).lower(), f"wrong key: {e}")
 
-print(json.dumps({"problems": problems}, indent=1, default=str))
+# With TLS on, plaintext gRPC gets no answer (not even to a right key).
+if cert:
+    try:
+        with flight_sql.connect(f"grpc://{host}:{port}", db_kwargs={DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {key}"}) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchall()
+        check(False, "plaintext gRPC was answered by a TLS door")
+    except Exception:  # noqa: BLE001
+        pass
+
+print(json.dumps({"problems": problems, "tls": bool(cert)}, indent=1, default=str))
