@@ -22,6 +22,7 @@ pub mod envelope;
 pub mod jsonpath;
 pub mod manifest;
 pub mod paths;
+pub mod payload_schema;
 pub mod schema;
 pub mod storage;
 pub mod telemetry;
