@@ -179,6 +179,17 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
                 })
                 .collect()
         }),
+        shapes: (!summary.shapes.is_empty()).then(|| {
+            summary
+                .shapes
+                .iter()
+                .map(|((event_type, event_version), shape)| sediment_lake::payload_schema::PayloadShape {
+                    event_type: event_type.clone(),
+                    event_version: *event_version,
+                    shape: shape.clone(),
+                })
+                .collect()
+        }),
     };
     let body = serde_json::to_vec_pretty(&Manifest::V1(manifest)).map_err(|e| Error::Internal(e.to_string()))?;
     lake.put_if_absent(&manifest_key(EVENTS_TABLE, dt, &run), body.into()).await?;

@@ -45,6 +45,9 @@ pub struct WriteSummary {
     pub checksum: IdChecksum,
     /// Rows by (`event_type`, `aggregate_type`), when the schema has both.
     pub counts: std::collections::BTreeMap<(String, String), u64>,
+    /// Payload shapes by (`event_type`, `event_version`), when the schema
+    /// has those and `payload`.
+    pub shapes: std::collections::BTreeMap<(String, i32), sediment_lake::payload_schema::Shape>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +167,21 @@ fn tally(batch: &RecordBatch, summary: &mut WriteSummary) {
         }
         for ((t, a), n) in here {
             *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
+        }
+    }
+    if let (Some(types), Some(versions), Some(payloads)) = (
+        batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+        batch.column_by_name("event_version").and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>()),
+        batch.column_by_name("payload").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+    ) {
+        use sediment_lake::payload_schema::Shape;
+        let mut here: std::collections::HashMap<(&str, i32), Shape> = std::collections::HashMap::new();
+        for i in (0..types.len()).filter(|&i| types.is_valid(i) && versions.is_valid(i)) {
+            let shape = if payloads.is_valid(i) { Shape::of_text(payloads.value(i)) } else { Shape::Null };
+            here.entry((types.value(i), versions.value(i))).or_insert(Shape::Null).absorb(&shape);
+        }
+        for ((t, v), shape) in here {
+            summary.shapes.entry((t.to_owned(), v)).or_insert(Shape::Null).absorb(&shape);
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sediment_lake::Lake;
+use sediment_lake::payload_schema::{RegistryV1, registries};
 use serde::Serialize;
 
 use crate::state::{ManifestCache, Result, load_events};
@@ -34,6 +35,9 @@ pub struct LakeStatus {
     /// Newest raw file anywhere: the freshness of the lake.
     pub newest_raw: Option<DateTime<Utc>>,
     pub uncovered_files: usize,
+    /// Per event type, the payload shape of each version and the day each
+    /// change to it began, over the curated days.
+    pub payload_schemas: Vec<RegistryV1>,
 }
 
 pub async fn status(lake: &Lake) -> Result<LakeStatus> {
@@ -66,6 +70,7 @@ pub async fn status(lake: &Lake) -> Result<LakeStatus> {
         events_version: state.version,
         newest_raw: days.iter().filter_map(|d| d.newest_raw).max(),
         uncovered_files: uncovered.values().map(Vec::len).sum(),
+        payload_schemas: registries(state.curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s)))),
         days,
     })
 }

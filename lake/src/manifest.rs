@@ -43,6 +43,11 @@ pub struct ManifestV1 {
     /// from manifests written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<Vec<GroupCount>>,
+    /// The day's payload shape per (event type, event version), merged over
+    /// its rows: what the payload schema registry is built from. Absent from
+    /// manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shapes: Option<Vec<crate::payload_schema::PayloadShape>>,
 }
 
 /// Rows of one (event type, aggregate type) in a curated day.
@@ -166,6 +171,7 @@ mod tests {
             files: vec![],
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
             counts: None,
+            shapes: None,
         });
         let text = serde_json::to_string(&m).unwrap();
         assert!(text.starts_with(r#"{"version":"1","table":"events""#), "{text}");

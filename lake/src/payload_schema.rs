@@ -65,6 +65,20 @@ impl Shape {
         }
     }
 
+    /// The shape of a payload's text; text that is not JSON is `Json` (kept
+    /// as text, as every payload is).
+    pub fn of_text(text: &str) -> Shape {
+        serde_json::from_str::<Value>(text).map_or(Shape::Json, |v| Shape::of(&v))
+    }
+
+    /// Merges `other` in place (the common case, a shape already covered,
+    /// costs a comparison).
+    pub fn absorb(&mut self, other: &Shape) {
+        if self != other {
+            *self = self.merge(other);
+        }
+    }
+
     /// The least shape both `self` and `other` fit.
     pub fn merge(&self, other: &Shape) -> Shape {
         use Shape::*;
@@ -102,6 +116,26 @@ impl Shape {
         }
     }
 
+    /// The type in Trino's words, as `information_schema` and the typed
+    /// tables will name it (`row(a bigint, b varchar)`; `json` for mixed
+    /// kinds, `unknown` for a field only ever null).
+    pub fn trino_type(&self) -> String {
+        match self {
+            Shape::Null => "unknown".into(),
+            Shape::Boolean => "boolean".into(),
+            Shape::Integer => "integer".into(),
+            Shape::Bigint => "bigint".into(),
+            Shape::Double => "double".into(),
+            Shape::Varchar => "varchar".into(),
+            Shape::Json => "json".into(),
+            Shape::Array { element } => format!("array({})", element.trino_type()),
+            Shape::Object { fields } => format!(
+                "row({})",
+                fields.iter().map(|(n, s)| format!("{} {}", quoted_field(n), s.trino_type())).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
     /// What changed from `self` to `after` (`after` being `self` merged with
     /// something), field by field, as JSON paths from `$`.
     pub fn changes_to(&self, after: &Shape) -> Vec<Change> {
@@ -116,6 +150,24 @@ impl Shape {
         let mut out = Vec::new();
         absent("$", self, day, &mut out);
         out
+    }
+}
+
+fn quoted_field(name: &str) -> String {
+    if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.what {
+            What::Appeared { shape } => write!(f, "{} appeared as {}", self.path, shape.trino_type()),
+            What::Widened { from, to } => write!(f, "{} widened {} -> {}", self.path, from.trino_type(), to.trino_type()),
+            What::Mixed { from } => write!(f, "{} was {}, now mixed kinds (json text)", self.path, from.trino_type()),
+        }
     }
 }
 
@@ -175,6 +227,30 @@ pub enum What {
     Widened { from: Shape, to: Shape },
     /// Values of another kind arrived: the field is JSON text from now on.
     Mixed { from: Shape },
+}
+
+/// The merged payload shape of one (event type, event version) in one
+/// curated day, as its coverage manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadShape {
+    pub event_type: String,
+    pub event_version: i32,
+    pub shape: Shape,
+}
+
+/// Every event type's registry, built from the curated days' shapes in
+/// day order: what the lake holds now, whatever order the days were
+/// compacted or recompacted in.
+pub fn registries<'a>(days: impl IntoIterator<Item = (NaiveDate, &'a [PayloadShape])>) -> Vec<RegistryV1> {
+    let mut days: Vec<(NaiveDate, &[PayloadShape])> = days.into_iter().collect();
+    days.sort_by_key(|(dt, _)| *dt);
+    let mut by_type: BTreeMap<&str, RegistryV1> = BTreeMap::new();
+    for (dt, shapes) in days {
+        for s in shapes {
+            by_type.entry(&s.event_type).or_insert_with(|| RegistryV1::new(&s.event_type)).observe(s.event_version, dt, &s.shape);
+        }
+    }
+    by_type.into_values().collect()
 }
 
 /// One event type's payload shapes: versioned, like the manifests.
@@ -263,6 +339,8 @@ mod tests {
         assert_eq!(fields["n"], Shape::Bigint);
         assert_eq!(fields["m"], Shape::Double);
         assert_eq!(fields["k"], Shape::Json);
+        assert_eq!(s.trino_type(), "row(k json, m double, n bigint)");
+        assert_eq!(shape(json!({"a b": [true]})).trino_type(), "row(\"a b\" array(boolean))");
         assert_eq!(shape(json!(18446744073709551615u64)), Shape::Double);
         assert_eq!(shape(json!([])), Shape::Array { element: Box::new(Shape::Null) });
         assert_eq!(shape(json!([1, null, 2])), Shape::Array { element: Box::new(Shape::Integer) });

@@ -109,6 +109,17 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             d.newest_raw.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string()),
         );
     }
+    for r in &s.payload_schemas {
+        for v in &r.versions {
+            let since = v.history.first().map_or("-".into(), |d| d.dt.to_string());
+            println!("payload {} v{} (since {since}): {}", r.event_type, v.event_version, v.shape.trino_type());
+            for day in v.history.iter().skip(1) {
+                for c in &day.changes {
+                    println!("  {}  {c}", day.dt);
+                }
+            }
+        }
+    }
     if let Some(t) = s.newest_raw {
         let lag = chrono::Utc::now() - t;
         println!(

@@ -10,5 +10,6 @@ mod lambda;
 mod pg;
 mod pipeline;
 mod restatements;
+mod schemas;
 mod slt;
 mod support;
