@@ -167,6 +167,7 @@ impl std::fmt::Display for Change {
             What::Appeared { shape } => write!(f, "{} appeared as {}", self.path, shape.trino_type()),
             What::Widened { from, to } => write!(f, "{} widened {} -> {}", self.path, from.trino_type(), to.trino_type()),
             What::Mixed { from } => write!(f, "{} was {}, now mixed kinds (json text)", self.path, from.trino_type()),
+            What::Disappeared => write!(f, "{} absent from every event of the day", self.path),
         }
     }
 }
@@ -227,6 +228,9 @@ pub enum What {
     Widened { from: Shape, to: Shape },
     /// Values of another kind arrived: the field is JSON text from now on.
     Mixed { from: Shape },
+    /// A field the previous day with events of this version had, absent from
+    /// every event of this day (the merged shape keeps it: nothing is dropped).
+    Disappeared,
 }
 
 /// The merged payload shape of one (event type, event version) in one
@@ -245,9 +249,16 @@ pub fn registries<'a>(days: impl IntoIterator<Item = (NaiveDate, &'a [PayloadSha
     let mut days: Vec<(NaiveDate, &[PayloadShape])> = days.into_iter().collect();
     days.sort_by_key(|(dt, _)| *dt);
     let mut by_type: BTreeMap<&str, RegistryV1> = BTreeMap::new();
+    // The last day each (type, version) had events, for fields that stop.
+    let mut last: BTreeMap<(&str, i32), &Shape> = BTreeMap::new();
     for (dt, shapes) in days {
         for s in shapes {
-            by_type.entry(&s.event_type).or_insert_with(|| RegistryV1::new(&s.event_type)).observe(s.event_version, dt, &s.shape);
+            let registry = by_type.entry(&s.event_type).or_insert_with(|| RegistryV1::new(&s.event_type));
+            registry.observe(s.event_version, dt, &s.shape);
+            if let Some(before) = last.insert((&s.event_type, s.event_version), &s.shape) {
+                let gone = before.absent_from(&s.shape).into_iter().map(|path| Change { path, what: What::Disappeared });
+                registry.record(s.event_version, dt, gone.collect());
+            }
         }
     }
     by_type.into_values().collect()
@@ -302,15 +313,21 @@ impl RegistryV1 {
         let version = &mut self.versions[at];
         let merged = version.shape.merge(day);
         let changes = version.shape.changes_to(&merged);
-        if changes.is_empty() {
-            return changes;
-        }
         version.shape = merged;
-        match version.history.binary_search_by_key(&dt, |d| d.dt) {
-            Ok(i) => version.history[i].changes.extend(changes.iter().cloned()),
-            Err(i) => version.history.insert(i, DayChanges { dt, changes: changes.clone() }),
-        }
+        self.record(event_version, dt, changes.clone());
         changes
+    }
+
+    /// Adds changes to a version's history under `dt` (none: nothing).
+    pub fn record(&mut self, event_version: i32, dt: NaiveDate, changes: Vec<Change>) {
+        let Some(version) = self.versions.iter_mut().find(|v| v.event_version == event_version) else { return };
+        if changes.is_empty() {
+            return;
+        }
+        match version.history.binary_search_by_key(&dt, |d| d.dt) {
+            Ok(i) => version.history[i].changes.extend(changes),
+            Err(i) => version.history.insert(i, DayChanges { dt, changes }),
+        }
     }
 
     /// The merged shape of one version.
@@ -381,6 +398,24 @@ mod tests {
         let text = serde_json::to_string(&Registry::V1(r.clone())).unwrap();
         assert_eq!(serde_json::from_str::<Registry>(&text).unwrap(), Registry::V1(r.clone()));
         assert_eq!(r.shape(1).unwrap().absent_from(&shape(json!({"total": 1}))), ["$[\"coupon code\"]", "$.items"]);
+    }
+
+    #[test]
+    fn registries_fold_days_in_order_and_report_fields_that_stop() {
+        let d = |n: u32| NaiveDate::from_ymd_opt(2026, 12, n).unwrap();
+        let ps = |v: Value| vec![PayloadShape { event_type: "T".into(), event_version: 1, shape: Shape::of(&v) }];
+        let (a, b, c) = (ps(json!({"x": 1, "y": "s"})), ps(json!({"x": 2})), ps(json!({"x": 3, "y": "t"})));
+        // Given out of order; day 2 lacks y, day 3 has it again (no change: it never left the shape).
+        let r = registries([(d(3), c.as_slice()), (d(1), a.as_slice()), (d(2), b.as_slice())]);
+        let history: Vec<(NaiveDate, Vec<String>)> =
+            r[0].versions[0].history.iter().map(|h| (h.dt, h.changes.iter().map(ToString::to_string).collect())).collect();
+        assert_eq!(
+            history,
+            [
+                (d(1), vec!["$ appeared as row(x integer, y varchar)".to_owned()]),
+                (d(2), vec!["$.y absent from every event of the day".to_owned()]),
+            ]
+        );
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

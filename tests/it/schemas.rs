@@ -78,7 +78,14 @@ fn the_compactor_records_each_types_payload_shape_and_its_drift_by_day() {
                     "\"$.total\" \"widened\"".to_owned()
                 ]
             ),
-            ("2026-10-03".to_owned(), vec!["\"$.total\" \"mixed\"".to_owned()]),
+            (
+                "2026-10-03".to_owned(),
+                vec![
+                    "\"$.total\" \"mixed\"".to_owned(),
+                    "\"$.coupon\" \"disappeared\"".to_owned(),
+                    "\"$.items\" \"disappeared\"".to_owned()
+                ]
+            ),
         ],
         "{v1}"
     );
