@@ -147,42 +147,40 @@ pub async fn write_files(
     Ok(summary)
 }
 
-/// The `event_id` checksum and the (`event_type`, `aggregate_type`) counts
-/// of a batch, when the schema has those columns.
+/// The `event_id` checksum, the (`event_type`, `aggregate_type`) counts and
+/// the payload shapes per (`event_type`, `event_version`) of a batch, when
+/// the schema has those columns. `event_type` and `aggregate_type` are
+/// required columns: a null (never written) is simply not counted, and the
+/// manifest then records no counts.
 fn tally(batch: &RecordBatch, summary: &mut WriteSummary) {
-    if let Some(ids) = batch.column_by_name("event_id").and_then(|c| c.as_any().downcast_ref::<StringArray>()) {
+    use sediment_lake::payload_schema::Shape;
+    let strings = |name: &str| batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    if let Some(ids) = strings("event_id") {
         for i in 0..ids.len() {
             summary.checksum.add(ids.value(i));
         }
     }
-    if let (Some(types), Some(aggregates)) = (
-        batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-        batch.column_by_name("aggregate_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-    ) {
-        let mut here: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
-        // Both are required columns; a null (never written) is simply
-        // not counted, and the manifest then records no counts.
-        for i in (0..types.len()).filter(|&i| types.is_valid(i) && aggregates.is_valid(i)) {
-            *here.entry((types.value(i), aggregates.value(i))).or_default() += 1;
+    let Some(types) = strings("event_type") else { return };
+    let aggregates = strings("aggregate_type");
+    let versions = batch.column_by_name("event_version").and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>());
+    let payloads = strings("payload").filter(|_| versions.is_some());
+    let mut counts: std::collections::HashMap<(&str, &str), u64> = std::collections::HashMap::new();
+    let mut shapes: std::collections::HashMap<(&str, i32), Shape> = std::collections::HashMap::new();
+    for i in (0..types.len()).filter(|&i| types.is_valid(i)) {
+        let event_type = types.value(i);
+        if let Some(aggregates) = aggregates.filter(|a| a.is_valid(i)) {
+            *counts.entry((event_type, aggregates.value(i))).or_default() += 1;
         }
-        for ((t, a), n) in here {
-            *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
+        if let (Some(versions), Some(payloads)) = (versions.filter(|v| v.is_valid(i)), payloads) {
+            let shape = if payloads.is_valid(i) { Shape::of_text(payloads.value(i)) } else { Shape::Null };
+            shapes.entry((event_type, versions.value(i))).or_insert(Shape::Null).absorb(&shape);
         }
     }
-    if let (Some(types), Some(versions), Some(payloads)) = (
-        batch.column_by_name("event_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-        batch.column_by_name("event_version").and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>()),
-        batch.column_by_name("payload").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-    ) {
-        use sediment_lake::payload_schema::Shape;
-        let mut here: std::collections::HashMap<(&str, i32), Shape> = std::collections::HashMap::new();
-        for i in (0..types.len()).filter(|&i| types.is_valid(i) && versions.is_valid(i)) {
-            let shape = if payloads.is_valid(i) { Shape::of_text(payloads.value(i)) } else { Shape::Null };
-            here.entry((types.value(i), versions.value(i))).or_insert(Shape::Null).absorb(&shape);
-        }
-        for ((t, v), shape) in here {
-            summary.shapes.entry((t.to_owned(), v)).or_insert(Shape::Null).absorb(&shape);
-        }
+    for ((t, a), n) in counts {
+        *summary.counts.entry((t.to_owned(), a.to_owned())).or_default() += n;
+    }
+    for ((t, v), shape) in shapes {
+        summary.shapes.entry((t.to_owned(), v)).or_insert(Shape::Null).absorb(&shape);
     }
 }
 

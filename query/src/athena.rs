@@ -61,6 +61,8 @@ struct Execution {
     /// The result's batches were dropped to keep retained results under
     /// budget; pages are read back from the result CSV at `result`.
     evicted: bool,
+    /// The batches' bytes, counted in [`QueryService::retained`] while kept.
+    hold: Option<crate::service::Hold>,
     result: ResultTarget,
     error: Option<QueryError>,
     cancel: Arc<Cancel>,
@@ -74,28 +76,22 @@ pub struct Executions {
     by_id: Mutex<HashMap<String, Execution>>,
     order: Mutex<VecDeque<String>>,
     tokens: Mutex<HashMap<String, String>>,
-    /// Bytes of result batches kept in memory for GetQueryResults.
-    retained: Mutex<usize>,
 }
 
-/// Drops the batches of the oldest retained results until the rest fit
-/// [`QueryService::retained_budget`]: older ones are then served from their
-/// result CSV, as Athena serves every result from S3.
+/// Drops the batches of the oldest retained results until what every door
+/// holds fits [`QueryService::retained`]'s budget: older ones are then served
+/// from their result CSV, as Athena serves every result from S3.
 fn evict(state: &AppState, execs: &mut HashMap<String, Execution>) {
-    let budget = state.service.retained_budget();
-    let mut retained = state.executions.retained.lock().unwrap_or_else(|p| p.into_inner());
-    if *retained <= budget {
-        return;
-    }
+    let retained = state.service.retained();
     let order = state.executions.order.lock().unwrap_or_else(|p| p.into_inner());
     for id in order.iter().rev() {
-        if *retained <= budget {
+        if !retained.over() {
             break;
         }
         if let Some(e) = execs.get_mut(id)
-            && let Some(out) = e.output.as_ref().filter(|_| !e.evicted)
+            && e.hold.take().is_some()
+            && let Some(out) = e.output.as_ref()
         {
-            *retained = retained.saturating_sub(out.bytes());
             e.output = Some(Arc::new(QueryOutput { batches: Vec::new(), ..(**out).clone() }));
             e.evicted = true;
         }
@@ -365,6 +361,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>, after
         started: Instant::now(),
         output: reused.clone(),
         evicted: false,
+        hold: None,
         result: target.clone(),
         error: None,
         cancel: Arc::new(Cancel::default()),
@@ -404,7 +401,7 @@ async fn start(state: &Arc<AppState>, req: &Value, key_id: Option<String>, after
                 _ if e.state == QueryState::Cancelled => {}
                 Ok(out) => {
                     e.state = QueryState::Succeeded;
-                    *st.executions.retained.lock().unwrap_or_else(|p| p.into_inner()) += out.bytes();
+                    e.hold = Some(st.service.retained().hold(out.bytes()));
                     e.output = Some(Arc::new(out));
                     evict(&st, &mut execs);
                 }

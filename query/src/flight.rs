@@ -47,10 +47,10 @@ use prost::Message;
 use sediment_trino as dialect;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::service::{CATALOG, Category, Client, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
+use crate::service::{CATALOG, Category, Client, Hold, Parsed, QueryError, QueryOutput, QueryRequest, QueryService};
 
 /// How long a result waits for its DoGet, and how many may wait at once
-/// (in bytes, they share [`QueryService::retained_budget`]).
+/// (in bytes, they count in [`QueryService::retained`] with every door's).
 const RESULT_TTL: Duration = Duration::from_secs(300);
 const MAX_WAITING_RESULTS: usize = 64;
 /// Prepared statements a server keeps (the oldest goes first).
@@ -70,34 +70,25 @@ pub async fn serve_on(door: FlightDoor, listener: tokio::net::TcpListener) -> st
 }
 
 /// The door's TLS identity, when `query.flight_tls_cert` and
-/// `query.flight_tls_key` are set; checked here, so a bad file fails the
-/// start rather than the first connection.
+/// `query.flight_tls_key` are set.
 fn tls_config(settings: &sediment_lake::config::QuerySection) -> Result<Option<tonic::transport::ServerTlsConfig>, QueryError> {
-    let (cert, key) = match (&settings.flight_tls_cert, &settings.flight_tls_key) {
-        (Some(c), Some(k)) => (c, k),
-        (None, None) => return Ok(None),
-        _ => return Err(QueryError::user("query.flight_tls_cert and query.flight_tls_key go together: set both or neither")),
+    let Some(id) = crate::tls::identity("flight", &settings.flight_tls_cert, &settings.flight_tls_key)? else {
+        return Ok(None);
     };
-    let read = |name: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| QueryError::user(format!("query.{name} {}: {e}", path.display())))
-    };
-    // tonic's TLS takes the process's default crypto provider, and the
-    // process links two (ring, and aws-lc-rs through the AWS SDK): name ring,
-    // as the Postgres door's TLS does (a provider already installed stays).
+    // tonic's TLS takes the process's default crypto provider: name ring, as
+    // the identity was checked with (a provider already installed stays).
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
-    let identity = tonic::transport::Identity::from_pem(read("flight_tls_cert", cert)?, read("flight_tls_key", key)?);
-    let tls = tonic::transport::ServerTlsConfig::new().identity(identity);
-    tonic::transport::Server::builder()
-        .tls_config(tls.clone())
-        .map_err(|e| QueryError::user(format!("the Flight SQL door's TLS certificate: {e}")))?;
-    Ok(Some(tls))
+    Ok(Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(id.cert_pem, id.key_pem))))
 }
+
+/// A result waiting for its DoGet: since when, and its bytes held.
+type Waiting = (Instant, QueryOutput, Hold);
 
 /// The door: shared by every call.
 #[derive(Clone)]
 pub struct FlightDoor {
     service: Arc<QueryService>,
-    results: Arc<Mutex<HashMap<String, (Instant, QueryOutput)>>>,
+    results: Arc<Mutex<HashMap<String, Waiting>>>,
     prepared: Arc<Mutex<HashMap<String, Prepared>>>,
     sql_info: Arc<SqlInfoData>,
     /// `query.flight_tls_cert` / `query.flight_tls_key`, read at start.
@@ -179,23 +170,20 @@ impl FlightDoor {
             .with_total_bytes(out.bytes() as i64)
             .with_ordered(true);
         let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner());
-        results.retain(|_, (at, _)| at.elapsed() < RESULT_TTL);
+        results.retain(|_, (at, _, _)| at.elapsed() < RESULT_TTL);
         if results.len() >= MAX_WAITING_RESULTS {
             return Err(Status::resource_exhausted(format!("{MAX_WAITING_RESULTS} results are waiting for their DoGet; fetch them first")));
         }
-        // Waiting results share the budget the Athena API keeps its results
-        // in; one result alone may exceed it (the query's memory limit let it
-        // through).
-        let waiting: usize = results.values().map(|(_, o)| o.bytes()).sum();
-        let budget = self.service.retained_budget();
-        if !results.is_empty() && waiting + out.bytes() > budget {
-            return Err(Status::resource_exhausted(format!(
-                "{waiting} bytes of results are waiting for their DoGet, and this one's {} would pass the {budget} bytes results may hold \
+        let retained = self.service.retained();
+        let hold = retained.try_hold(out.bytes()).map_err(|held| {
+            Status::resource_exhausted(format!(
+                "{held} bytes of results are held for clients to fetch, and this one's {} would pass the {} bytes results may hold \
                  (an eighth of query.memory_limit_mb); fetch them first",
-                out.bytes()
-            )));
-        }
-        results.insert(handle, (Instant::now(), out));
+                out.bytes(),
+                retained.budget()
+            ))
+        })?;
+        results.insert(handle, (Instant::now(), out, hold));
         Ok(Response::new(info))
     }
 
@@ -295,7 +283,7 @@ impl FlightSqlService for FlightDoor {
         self.authorize(&request)?;
         let handle = String::from_utf8_lossy(&ticket.statement_handle).into_owned();
         let taken = self.results.lock().unwrap_or_else(|p| p.into_inner()).remove(&handle);
-        let (_, out) =
+        let (_, out, _) =
             taken.ok_or_else(|| Status::not_found(format!("no result waits under {handle} (fetched, or older than {RESULT_TTL:?})")))?;
         Ok(Self::stream(out.schema, out.batches))
     }
@@ -600,8 +588,12 @@ mod tests {
         let ticket = handle(&first);
         door.do_get_statement(ticket.clone(), Request::new(Ticket::new(ticket.as_any().encode_to_vec()))).await.unwrap();
         door.hold(result, FlightDescriptor::new_cmd(vec![])).unwrap();
+        // Every door counts against the one budget.
+        let other = FlightDoor::new(Arc::clone(&door.service)).unwrap();
+        let refused = other.hold(output(10_000), FlightDescriptor::new_cmd(vec![])).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused}");
         // One result alone may pass the budget: the query's memory limit let it through.
-        let door = FlightDoor::new(Arc::clone(&door.service)).unwrap();
-        door.hold(output(40_000), FlightDescriptor::new_cmd(vec![])).unwrap();
+        drop(door);
+        other.hold(output(40_000), FlightDescriptor::new_cmd(vec![])).unwrap();
     }
 }

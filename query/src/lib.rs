@@ -23,5 +23,6 @@ pub mod pg;
 pub mod rest;
 pub mod server;
 pub mod service;
+mod tls;
 
 pub use service::{Cancel, Client, QueryError, QueryOutput, QueryRequest, QueryService};

@@ -112,7 +112,9 @@ impl Debug for PgDoor {
 impl PgDoor {
     pub fn new(service: Arc<QueryService>) -> Result<Arc<Self>, QueryError> {
         let catalog = catalog_session(&service)?;
-        let tls = tls_acceptor(service.settings())?;
+        let settings = service.settings();
+        let tls =
+            crate::tls::identity("pg", &settings.pg_tls_cert, &settings.pg_tls_key)?.map(|id| tokio_rustls::TlsAcceptor::from(id.config));
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.server_version = SERVER_VERSION.to_owned();
         parameters.is_superuser = false;
@@ -791,26 +793,6 @@ fn to_regtype_udf() -> ScalarUDF {
             Ok(ColumnarValue::Array(Arc::new(oids)))
         }),
     )
-}
-
-fn tls_acceptor(settings: &sediment_lake::config::QuerySection) -> Result<Option<pgwire::tokio::TlsAcceptor>, QueryError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    use tokio_rustls::rustls;
-    let (cert, key) = match (&settings.pg_tls_cert, &settings.pg_tls_key) {
-        (Some(c), Some(k)) => (c, k),
-        (None, None) => return Ok(None),
-        _ => return Err(QueryError::user("query.pg_tls_cert and query.pg_tls_key go together: set both or neither")),
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| QueryError::user(format!("query.pg_tls_cert {}: {e}", cert.display())))?;
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| QueryError::user(format!("query.pg_tls_key {}: {e}", key.display())))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|e| QueryError::user(format!("the Postgres door's TLS certificate: {e}")))?;
-    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
 
 // --- results ---------------------------------------------------------------

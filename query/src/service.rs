@@ -235,6 +235,68 @@ pub struct QueryService {
     prepared: std::sync::Mutex<std::collections::HashMap<String, Prepared>>,
     cpu: CpuRuntime,
     base: SessionState,
+    retained: Arc<Retained>,
+}
+
+/// Bytes of finished results the doors keep in memory for clients to fetch
+/// later (the Athena API's GetQueryResults, Flight SQL's DoGet), counted
+/// once for the process against one budget: an eighth of
+/// `query.memory_limit_mb`, so held results cannot crowd out the queries
+/// running.
+#[derive(Debug)]
+pub struct Retained {
+    used: std::sync::atomic::AtomicUsize,
+    budget: usize,
+}
+
+/// A result's bytes counted in [`Retained`] for as long as it is held.
+#[derive(Debug)]
+pub struct Hold {
+    retained: Arc<Retained>,
+    bytes: usize,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.retained.used.fetch_sub(self.bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Retained {
+    pub fn new(budget: usize) -> Arc<Self> {
+        Arc::new(Self { used: Default::default(), budget })
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether what is held is past the budget.
+    pub fn over(&self) -> bool {
+        self.used() > self.budget
+    }
+
+    /// Counts `bytes` whatever is held already (the holder then gives older
+    /// results back until [`Retained::over`] is false).
+    pub fn hold(self: &Arc<Self>, bytes: usize) -> Hold {
+        self.used.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+        Hold { retained: Arc::clone(self), bytes }
+    }
+
+    /// Counts `bytes` if they fit beside what is held; one result alone may
+    /// pass the budget (the query's memory limit let it through). `Err`
+    /// carries the bytes held.
+    pub fn try_hold(self: &Arc<Self>, bytes: usize) -> Result<Hold, usize> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.used
+            .fetch_update(SeqCst, SeqCst, |used| (used == 0 || used.saturating_add(bytes) <= self.budget).then(|| used + bytes))
+            .map(|_| Hold { retained: Arc::clone(self), bytes })
+    }
 }
 
 fn databases(settings: &QuerySection) -> Vec<String> {
@@ -270,7 +332,8 @@ impl QueryService {
         let cpu = CpuRuntime::new().map_err(|e| QueryError::system(format!("cannot start the query runtime: {e}")))?;
         let catalog = LakeCatalog::new(lake, config);
         let base = Self::base_session(&catalog, &runtime, &databases(&settings));
-        Ok(Arc::new(Self { catalog, settings, slots, prepared: Default::default(), cpu, base }))
+        let retained = Retained::new(((settings.memory_limit_mb as usize) << 20) / 8);
+        Ok(Arc::new(Self { catalog, settings, slots, prepared: Default::default(), cpu, base, retained }))
     }
 
     /// Runs CPU-heavy work (rendering a large result) on the query runtime,
@@ -291,12 +354,9 @@ impl QueryService {
         &self.settings
     }
 
-    /// Bytes of finished results a door may keep in memory for clients to
-    /// fetch later (the Athena API's GetQueryResults, Flight SQL's DoGet):
-    /// an eighth of `query.memory_limit_mb`, so held results cannot crowd
-    /// out the queries running.
-    pub fn retained_budget(&self) -> usize {
-        ((self.settings.memory_limit_mb as usize) << 20) / 8
+    /// The results every door holds for clients to fetch later.
+    pub fn retained(&self) -> &Arc<Retained> {
+        &self.retained
     }
 
     pub fn lake(&self) -> &Lake {
