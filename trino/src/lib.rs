@@ -114,6 +114,29 @@ impl Dialect for TrinoDialect {
             Ok(Statement::Prepare { name, data_types: vec![], statement })
         })())
     }
+    /// `a IS [NOT] DISTINCT FROM b` is a comparison in Trino's grammar: its
+    /// right side is a value expression, so `x IS DISTINCT FROM 1 OR y`
+    /// is `(x IS DISTINCT FROM 1) OR y` (sqlparser reads the whole rest of
+    /// the expression as the right side).
+    fn parse_infix(&self, parser: &mut Parser, expr: &Expr, _: u8) -> Option<Result<Expr, sqlparser::parser::ParserError>> {
+        use sqlparser::dialect::Precedence;
+        use sqlparser::keywords::Keyword;
+        let word = |n: usize, k: Keyword| matches!(&parser.peek_nth_token_ref(n).token, Token::Word(w) if w.keyword == k);
+        let negated = word(1, Keyword::NOT);
+        let at = if negated { 2 } else { 1 };
+        if !(word(0, Keyword::IS) && word(at, Keyword::DISTINCT) && word(at + 1, Keyword::FROM)) {
+            return None;
+        }
+        for _ in 0..at + 2 {
+            parser.next_token();
+        }
+        let right = match parser.parse_subexpr(self.prec_value(Precedence::Eq)) {
+            Ok(e) => Box::new(e),
+            Err(e) => return Some(Err(e)),
+        };
+        let left = Box::new(expr.clone());
+        Some(Ok(if negated { Expr::IsNotDistinctFrom(left, right) } else { Expr::IsDistinctFrom(left, right) }))
+    }
     fn parse_prefix(&self, _: &mut Parser) -> Option<Result<Expr, sqlparser::parser::ParserError>> {
         self.prefixes.set(self.prefixes.get().saturating_add(1));
         // RecursionLimitExceeded is the one error sqlparser never retries.
