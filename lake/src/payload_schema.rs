@@ -65,10 +65,10 @@ impl Shape {
         }
     }
 
-    /// The shape of a payload's text; text that is not JSON is `Json` (kept
-    /// as text, as every payload is).
+    /// The shape of a payload's text, read as [`parse`] reads it; text that
+    /// is not JSON is `Json` (kept as text, as every payload is).
     pub fn of_text(text: &str) -> Shape {
-        serde_json::from_str::<Value>(text).map_or(Shape::Json, |v| Shape::of(&v))
+        parse(text).map_or(Shape::Json, |v| Shape::of(&v))
     }
 
     /// Merges `other` in place (the common case, a shape already covered,
@@ -233,6 +233,54 @@ pub enum What {
     Disappeared,
 }
 
+/// A JSON text as a value, the first member of an object winning over later
+/// ones of the same name — as `json_extract` finds members, so shapes and
+/// typed columns agree with it; `None` when the text is not one JSON value.
+pub fn parse(text: &str) -> Option<Value> {
+    fn value(j: &mut jiter::Jiter<'_>, peek: jiter::Peek) -> Option<Value> {
+        use jiter::Peek;
+        Some(match peek {
+            Peek::Null => {
+                j.known_null().ok()?;
+                Value::Null
+            }
+            Peek::True | Peek::False => Value::Bool(j.known_bool(peek).ok()?),
+            Peek::String => Value::String(j.known_str().ok()?.to_owned()),
+            Peek::Array => {
+                let mut items = Vec::new();
+                let mut next = j.known_array().ok()?;
+                while let Some(p) = next {
+                    items.push(value(j, p)?);
+                    next = j.array_step().ok()?;
+                }
+                Value::Array(items)
+            }
+            Peek::Object => {
+                let mut map = serde_json::Map::new();
+                let mut key = j.known_object().ok()?.map(str::to_owned);
+                while let Some(k) = key {
+                    let p = j.peek().ok()?;
+                    if map.contains_key(&k) {
+                        j.known_skip(p).ok()?;
+                    } else {
+                        let v = value(j, p)?;
+                        map.insert(k, v);
+                    }
+                    key = j.next_key().ok()?.map(str::to_owned);
+                }
+                Value::Object(map)
+            }
+            p if p.is_num() => Value::Number(serde_json::from_slice(j.known_number_bytes(p).ok()?).ok()?),
+            _ => return None,
+        })
+    }
+    let mut j = jiter::Jiter::new(text.as_bytes());
+    let peek = j.peek().ok()?;
+    let v = value(&mut j, peek)?;
+    j.finish().ok()?;
+    Some(v)
+}
+
 /// The merged payload shape of one (event type, event version) in one
 /// curated day, as its coverage manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -342,6 +390,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_first_of_repeated_member_names_wins() {
+        let text = r#"{"a": 1, "b": {"c": [1, {"d": true, "d": 2}], "c": "x"}, "a": "one", "e": 1.50}"#;
+        assert_eq!(parse(text), Some(json!({"a": 1, "b": {"c": [1, {"d": true}]}, "e": 1.5})));
+        assert_eq!(Shape::of_text(r#"{"a": 1, "a": "x"}"#), Shape::of(&json!({"a": 1})));
+        for bad in ["{\"a\": 1} x", "{\"a\": }", "", "[1,]"] {
+            assert_eq!(parse(bad), None, "{bad}");
+            assert_eq!(Shape::of_text(bad), Shape::Json, "{bad}");
+        }
+        assert_eq!(parse("18446744073709551616"), serde_json::from_str("18446744073709551616").ok());
+    }
 
     fn shape(v: Value) -> Shape {
         Shape::of(&v)

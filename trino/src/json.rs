@@ -105,10 +105,40 @@ fn with_path<B>(
     Ok(builder)
 }
 
-/// The value at the path, built as a tree (for results that are JSON text).
+/// The text of each wanted member of a JSON object, read as `json_extract`
+/// finds them: `want` maps a member name to a slot of `out`, the first
+/// member of a name fills its slot, and reading stops at text that is not
+/// JSON (members before it are kept). Slots of names absent stay `None`;
+/// `false` when the text is not a JSON object.
+pub fn object_members<'j>(text: &'j str, want: impl Fn(&str) -> Option<usize>, out: &mut [Option<&'j str>]) -> bool {
+    let mut j = Jiter::new(text.as_bytes());
+    if j.peek().ok() != Some(Peek::Object) {
+        return false;
+    }
+    let mut key = j.known_object().ok().flatten().map(&want);
+    while let Some(slot) = key {
+        let Ok(peek) = j.peek() else { break };
+        match slot.filter(|&i| out[i].is_none()) {
+            Some(i) => match value_text(&mut j, text, peek) {
+                Some(value) => out[i] = Some(value),
+                None => break,
+            },
+            None if j.known_skip(peek).is_err() => break,
+            None => {}
+        }
+        key = match j.next_key() {
+            Ok(k) => k.map(&want),
+            Err(_) => break,
+        };
+    }
+    true
+}
+
+/// The value at the path, built as a tree (for results that are JSON text),
+/// the first of duplicate member names winning inside it too.
 fn located_value<'j>(found: Option<(&mut Jiter<'j>, &'j str, Peek)>) -> Option<Value> {
     let (j, text, peek) = found?;
-    serde_json::from_str(value_text(j, text, peek)?).ok()
+    sediment_lake::payload_schema::parse(value_text(j, text, peek)?)
 }
 
 fn extract_scalar(args: &[ArrayRef], _: &[DataType]) -> Result<ArrayRef> {

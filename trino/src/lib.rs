@@ -32,6 +32,7 @@ pub mod overflow;
 mod stats;
 mod strings;
 mod subqueries;
+pub use json::object_members;
 pub use subqueries::each_own_expr;
 pub mod types;
 mod udf;
