@@ -18,14 +18,16 @@ use futures::StreamExt;
 use sediment_lake::Lake;
 use sediment_lake::config::{Config, Projection};
 use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
-use sediment_lake::paths::{RESTATEMENTS_TABLE, manifest_key, run_id_of_curated_file, table_root};
+use sediment_lake::paths::{EVENTS_TABLE, RESTATEMENTS_TABLE, manifest_key, run_id_of_curated_file, table_root};
+use sediment_lake::payload_schema::registries;
 
 use crate::delta::{self, SnapshotFile};
 use crate::events::{EventsTable, date32, empty, exact_filters, pushdown_by_partition};
 use crate::files::{DataFile, FileListTable};
 use crate::fold::{Folder, States, fold_batch};
 use crate::schema::restatements_schema;
-use crate::state::{ManifestCache, load_events};
+use crate::state::{ManifestCache, curated_days, load_events};
+use crate::typed::{TypedEventsTable, TypedTableProblem, TypedTables, definitions};
 
 fn external<E: std::error::Error + Send + Sync + 'static>(e: E) -> DataFusionError {
     DataFusionError::External(Box::new(e))
@@ -69,12 +71,40 @@ pub struct LakeCatalog {
     config: Config,
     manifests: Arc<ManifestCache>,
     derived: DerivedCache,
+    /// The typed event tables as of the `events` version last read.
+    typed: Mutex<Arc<TypedState>>,
+}
+
+/// The typed event tables of one `events` version.
+#[derive(Debug, Default)]
+pub struct TypedState {
+    version: Option<i64>,
+    pub tables: TypedTables,
+    pub problems: Vec<TypedTableProblem>,
+}
+
+impl TypedState {
+    /// As `sediment status --json` and `GET /v1/lake` show them: each
+    /// table's event type and payload columns with their Trino types, and
+    /// what could not be served.
+    pub fn summary(&self) -> serde_json::Value {
+        let tables: Vec<serde_json::Value> = self
+            .tables
+            .values()
+            .map(|t| {
+                let columns: Vec<serde_json::Value> =
+                    t.columns.iter().map(|c| serde_json::json!({"name": c.name, "field": c.field, "type": c.shape.trino_type()})).collect();
+                serde_json::json!({"name": t.name, "event_type": t.event_type, "payload_columns": columns})
+            })
+            .collect();
+        serde_json::json!({"tables": tables, "problems": self.problems})
+    }
 }
 
 impl LakeCatalog {
     pub fn new(lake: Lake, config: Config) -> Arc<Self> {
         let manifests = Arc::new(ManifestCache::with_raw_listing_ttl(config.query.raw_listing_ttl));
-        Arc::new(Self { lake, config, manifests, derived: DerivedCache::default() })
+        Arc::new(Self { lake, config, manifests, derived: DerivedCache::default(), typed: Default::default() })
     }
 
     pub fn lake(&self) -> &Lake {
@@ -88,6 +118,44 @@ impl LakeCatalog {
     /// Manifests, Delta snapshots and the raw listing the catalog's tables share.
     pub fn manifests(&self) -> &Arc<ManifestCache> {
         &self.manifests
+    }
+
+    /// Names the read model's other tables take (typed tables get others).
+    fn fixed_names(&self) -> std::collections::HashSet<String> {
+        let c = &self.config;
+        let mut names: std::collections::HashSet<String> = ["events", RESTATEMENTS_TABLE, "information_schema"].map(str::to_owned).into();
+        for p in &c.projections {
+            names.insert(p.name.clone());
+            names.insert(format!("{}_current", p.name));
+        }
+        names.extend(c.views.iter().map(|v| v.name.clone()));
+        names
+    }
+
+    /// The typed event tables as last read, without reading the lake.
+    pub fn typed_cached(&self) -> Arc<TypedState> {
+        Arc::clone(&self.typed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The typed event tables of the current `events` version: the payload
+    /// shapes of its curated days' manifests, read again only when the
+    /// version moved (one listing of the Delta log otherwise).
+    pub async fn typed(&self) -> Result<Arc<TypedState>> {
+        let Some(table) = self.manifests.tables.latest(&self.lake, EVENTS_TABLE).await.map_err(external)? else {
+            return Ok(Arc::new(TypedState::default()));
+        };
+        let version = table.version().map(|v| v as i64);
+        let cached = self.typed_cached();
+        if cached.version == version && version.is_some() {
+            return Ok(cached);
+        }
+        let files = delta::snapshot_files(&table).map_err(external)?;
+        let curated = curated_days(&self.lake, &self.manifests, EVENTS_TABLE, files, &|_| true).await.map_err(external)?;
+        let shapes = registries(curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s))));
+        let (defs, problems) = definitions(&self.config, &shapes, &self.fixed_names());
+        let state = Arc::new(TypedState { version, tables: defs.into_iter().map(|d| (d.name.clone(), d)).collect(), problems });
+        *self.typed.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&state);
+        Ok(state)
     }
 
     /// The schema provider for a session.
@@ -128,6 +196,8 @@ impl SchemaProvider for LakeSchema {
         if !c.projections.is_empty() || !c.views.is_empty() {
             names.push(RESTATEMENTS_TABLE.to_owned());
         }
+        // As last read: listings read them afresh first (`LakeCatalog::typed`).
+        names.extend(self.catalog.typed_cached().tables.keys().cloned());
         names
     }
 
@@ -148,6 +218,12 @@ impl SchemaProvider for LakeSchema {
             if name.strip_suffix("_current") == Some(p.name.as_str()) {
                 return Ok(Some(Arc::new(CurrentTable { catalog: Arc::clone(c), projection: p.clone(), folder })));
             }
+        }
+        if !c.fixed_names().contains(name)
+            && let Some(def) = c.typed().await?.tables.get(name)
+        {
+            let events = EventsTable::new(c.lake.clone(), Arc::clone(&c.manifests));
+            return Ok(Some(Arc::new(TypedEventsTable::new(events, def.clone()))));
         }
         for v in &c.config.views {
             if name == v.name {

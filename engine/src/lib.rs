@@ -10,6 +10,7 @@
 //! - [`state`]: which curated days and raw files make up `events` right now.
 //! - [`events`]: the exactly-once union of both.
 //! - [`delta`]: Delta Lake tables on the lake's object store.
+//! - [`typed`]: a typed table per event type, its payload as columns.
 //! - [`session`]: a DataFusion session wired to a lake.
 //! - [`nested_loop`]: nested-loop joins that yield whatever their filter
 //!   and that can spill a build side with an exchange in it.
@@ -28,3 +29,4 @@ pub mod session;
 pub mod state;
 pub mod status;
 pub mod top1;
+pub mod typed;

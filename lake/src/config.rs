@@ -35,6 +35,8 @@ pub struct Config {
     pub projections: Vec<Projection>,
     #[serde(default, rename = "view")]
     pub views: Vec<View>,
+    #[serde(default, rename = "event_table")]
+    pub event_tables: Vec<EventTable>,
     #[serde(default)]
     pub ingest: IngestSection,
     #[serde(default)]
@@ -395,6 +397,22 @@ pub struct View {
     pub sql: String,
 }
 
+/// The typed table of one event type, where its default name (the
+/// `event_type` in snake case) is not the one wanted; `served = false`
+/// serves no typed table for the type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTable {
+    pub event_type: String,
+    pub name: Option<String>,
+    #[serde(default = "yes")]
+    pub served: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 /// Columns every snapshot row carries besides the configured ones.
 pub const SNAPSHOT_COLUMNS: &[&str] = &["snapshot_date", "aggregate_id", "version", "first_event_at", "last_event_at"];
 
@@ -480,6 +498,15 @@ impl Config {
             check_name("view", &v.name)?;
             if v.sql.trim().is_empty() {
                 return Err(Error::Invalid(format!("view {:?} has no SQL", v.name)));
+            }
+        }
+        let mut types = HashSet::new();
+        for t in &self.event_tables {
+            if !types.insert(t.event_type.as_str()) {
+                return Err(Error::Invalid(format!("event_table for {:?} is given twice", t.event_type)));
+            }
+            if let Some(name) = &t.name {
+                check_name("event_table", name)?;
             }
         }
         if self.compaction.memory_limit_mb < MIN_COMPACTION_MEMORY_MB {

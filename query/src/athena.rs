@@ -690,8 +690,10 @@ fn get_database(state: &AppState, req: &Value) -> Result<Value, AthenaError> {
 async fn table_metadata(state: &AppState, name: &str) -> Result<Value, AthenaError> {
     let ctx = state.service.session();
     let df = ctx.table(name).await.map_err(|_| AthenaError("MetadataException", format!("Table {name} not found")))?;
+    let typed = state.service.catalog().typed_cached().tables.contains_key(name);
     let partition = match name {
         "events" => Some("dt"),
+        _ if typed => Some("dt"),
         n if state.service.config().projections.iter().any(|p| p.name == n) => Some("snapshot_date"),
         n if state.service.config().views.iter().any(|v| v.name == n) => Some("dt"),
         _ => None,
@@ -702,7 +704,7 @@ async fn table_metadata(state: &AppState, name: &str) -> Result<Value, AthenaErr
         "Name": name,
         "CreateTime": 0,
         "LastAccessTime": 0,
-        "TableType": if name.ends_with("_current") { "VIRTUAL_VIEW" } else { "EXTERNAL_TABLE" },
+        "TableType": if name.ends_with("_current") || typed { "VIRTUAL_VIEW" } else { "EXTERNAL_TABLE" },
         "Columns": cols.iter().map(describe).collect::<Vec<_>>(),
         "PartitionKeys": parts.iter().map(describe).collect::<Vec<_>>(),
         "Parameters": {"table_type": "DELTA", "location": format!("{}/{}", state.service.lake().url().trim_end_matches('/'), sediment_lake::paths::table_root(name))},
@@ -716,7 +718,7 @@ async fn list_tables(state: &AppState, req: &Value) -> Result<Value, AthenaError
     }
     let pattern = str_field(req, "Expression").map(|p| p.to_lowercase());
     let mut out = Vec::new();
-    for name in crate::meta::tables(&state.service) {
+    for name in crate::meta::tables(&state.service).await.map_err(|e| AthenaError("InternalServerException", e.message))? {
         if !crate::meta::matches(pattern.as_deref(), &name) {
             continue;
         }

@@ -472,7 +472,7 @@ impl FlightSqlService for FlightDoor {
         let include_schema = query.include_schema;
         let provider = self.service.catalog().schema_provider();
         let mut tables = Vec::new();
-        for name in crate::meta::tables(&self.service) {
+        for name in crate::meta::tables(&self.service).await.map_err(status)? {
             let table = provider.table(&name).await.map_err(|e| status(e.into()))?;
             let Some(table) = table else { continue };
             let kind = if table.table_type() == TableType::View { "VIEW" } else { "TABLE" };

@@ -25,11 +25,14 @@ use sediment_trino::types::trino_type;
 #[derive(Debug)]
 pub(crate) struct InformationSchema {
     inner: InformationSchemaProvider,
+    /// Read before each table, so the typed event tables listed are those
+    /// of the current `events` version.
+    lake: Arc<sediment_engine::catalog::LakeCatalog>,
 }
 
 impl InformationSchema {
-    pub(crate) fn new(catalogs: Arc<dyn CatalogProviderList>) -> Self {
-        Self { inner: InformationSchemaProvider::new(catalogs) }
+    pub(crate) fn new(catalogs: Arc<dyn CatalogProviderList>, lake: Arc<sediment_engine::catalog::LakeCatalog>) -> Self {
+        Self { inner: InformationSchemaProvider::new(catalogs), lake }
     }
 }
 
@@ -40,6 +43,7 @@ impl SchemaProvider for InformationSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        self.lake.typed().await?;
         let Some(table) = self.inner.table(name).await? else { return Ok(None) };
         if name.eq_ignore_ascii_case("columns") {
             return Ok(Some(Arc::new(TrinoColumns { inner: table })));

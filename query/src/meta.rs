@@ -98,7 +98,7 @@ pub(crate) async fn answer(svc: &QueryService, ctx: &SessionContext, stmt: &Stat
             {
                 return Err(QueryError::user(format!("SCHEMA_NOT_FOUND: Schema '{db}' does not exist")));
             }
-            let mut names = tables(svc);
+            let mut names = tables(svc).await?;
             names.retain(|n| matches(pattern(show_options), n));
             table_output(&["tab_name"], names.into_iter().map(|n| vec![n]).collect())
         }
@@ -158,12 +158,14 @@ async fn partitions(svc: &QueryService, ctx: &SessionContext, name: &str) -> Res
     Ok(table_output(&["partition"], rows))
 }
 
-/// Every table name of the lake database, sorted.
-pub fn tables(svc: &QueryService) -> Vec<String> {
+/// Every table name of the lake database, sorted (the typed event tables
+/// of the current `events` version).
+pub async fn tables(svc: &QueryService) -> Result<Vec<String>, QueryError> {
     use datafusion::catalog::SchemaProvider;
+    svc.catalog().typed().await.map_err(QueryError::from)?;
     let mut names = svc.catalog().schema_provider().table_names();
     names.sort();
-    names
+    Ok(names)
 }
 
 async fn table_schema(ctx: &SessionContext, name: &str) -> Result<arrow::datatypes::SchemaRef, QueryError> {

@@ -180,6 +180,8 @@ impl PgDoor {
     }
 
     async fn plan_catalog(&self, mut stmt: Statement) -> Result<LogicalPlan, QueryError> {
+        // The typed event tables the catalog lists: those of the current `events` version.
+        self.service.catalog().typed().await.map_err(QueryError::from)?;
         backslash_escapes(&mut stmt);
         subscripts_as_series(&mut stmt);
         let state = self.catalog.clone();
@@ -588,7 +590,10 @@ fn catalog_session(service: &QueryService) -> Result<SessionState, QueryError> {
     provider.register_schema(SCHEMA, service.catalog().schema_provider()).map_err(QueryError::from)?;
     ctx.register_catalog(&database, Arc::clone(&provider) as Arc<dyn CatalogProvider>);
     provider
-        .register_schema("information_schema", Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()))))
+        .register_schema(
+            "information_schema",
+            Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()), Arc::clone(service.catalog()))),
+        )
         .map_err(QueryError::from)?;
     setup_pg_catalog(&ctx, &database, EmptyContextProvider).map_err(|e| QueryError::system(format!("pg_catalog: {e}")))?;
     if let Some(pg_catalog) = provider.schema("pg_catalog") {

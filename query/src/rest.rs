@@ -130,5 +130,9 @@ pub async fn lake(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
         Ok(sources) => body["sources"] = json!(sources),
         Err(e) => tracing::error!(error = %e.message, "per-source lag failed"),
     }
+    match state.service.catalog().typed().await {
+        Ok(typed) => body["typed_tables"] = typed.summary(),
+        Err(e) => tracing::error!(error = %e, "reading the typed event tables failed"),
+    }
     Ok(Json(body).into_response())
 }

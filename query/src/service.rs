@@ -393,7 +393,7 @@ impl QueryService {
         }
         let _ = provider.register_schema(
             "information_schema",
-            Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()))),
+            Arc::new(crate::infoschema::InformationSchema::new(Arc::clone(ctx.state().catalog_list()), Arc::clone(catalog))),
         );
         ctx.register_catalog(CATALOG, Arc::new(provider));
         dialect::register(&ctx);

@@ -85,9 +85,11 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     // Per-source lag is read from `events`, as a query sees it.
     let service = sediment_query::QueryService::new(lake, config)?;
     let sources = service.source_lag().await.map_err(|e| anyhow::anyhow!("reading per-source lag: {}", e.message))?;
+    let typed = service.catalog().typed().await.map_err(|e| anyhow::anyhow!("reading the typed event tables: {e}"))?;
     if args.json {
         let mut body = serde_json::to_value(&s)?;
         body["sources"] = serde_json::to_value(&sources)?;
+        body["typed_tables"] = typed.summary();
         println!("{}", serde_json::to_string_pretty(&body)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -119,6 +121,18 @@ pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+    }
+    for t in typed.tables.values() {
+        let columns: Vec<String> = t.columns.iter().map(|c| format!("{} {}", c.name, c.shape.trino_type())).collect();
+        println!(
+            "table {} ({}): {}",
+            t.name,
+            t.event_type,
+            if columns.is_empty() { "no payload columns".into() } else { columns.join(", ") }
+        );
+    }
+    for p in &typed.problems {
+        println!("no typed table for {}: {}", p.event_type, p.problem);
     }
     if let Some(t) = s.newest_raw {
         let lag = chrono::Utc::now() - t;

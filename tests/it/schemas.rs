@@ -101,3 +101,108 @@ fn the_compactor_records_each_types_payload_shape_and_its_drift_by_day() {
     assert!(text.contains("payload OrderPlaced v1 (since 2026-10-01): row(coupon varchar,"), "{text}");
     assert!(text.contains("2026-10-03  $.total was double, now mixed kinds (json text)"), "{text}");
 }
+
+fn query(config: &std::path::Path, sql: &str) -> Value {
+    let out = run_ok(sediment().args(["query", "--format", "json", "--config"]).arg(config).arg(sql));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn rows(config: &std::path::Path, sql: &str) -> Vec<Value> {
+    query(config, sql)["rows"].as_array().unwrap().clone()
+}
+
+/// A typed table per event type: envelope columns and the payload's fields
+/// typed by the curated shape, curated and hot days exactly once, equal to
+/// the JSON evaluation, listed with the lake's tables; a hot value the
+/// shape cannot hold is an error naming the field, never a NULL.
+#[test]
+fn each_event_type_is_a_typed_table_over_curated_and_hot_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sediment.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lake]\nurl = \"{}\"\n\n[[event_table]]\nevent_type = \"PaymentReceived\"\nname = \"payments\"\n",
+            dir.path().join("lake").display()
+        ),
+    )
+    .unwrap();
+    let ingest = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.concat()).unwrap();
+        run_ok(sediment().args(["ingest", "--config"]).arg(&config).arg("--input").arg(&path));
+    };
+    ingest(
+        "curated.ndjson",
+        &[
+            event("a1", "OrderPlaced", 1, 1, json!({"total": 10, "items": [{"sku": "a"}], "Channel": "web"})),
+            event("b1", "OrderPlaced", 1, 2, json!({"total": 10.5, "coupon": "X", "items": [{"sku": "b", "qty": 2}]})),
+            event("b1", "OrderPlaced", 1, 2, json!({"total": 10.5, "coupon": "X", "items": [{"sku": "b", "qty": 2}]})),
+            event("b2", "OrderPlaced", 2, 2, json!({"total": 3, "coupon": null, "event_id": "inner"})),
+            event("p1", "PaymentReceived", 1, 1, json!({"amount": 5})),
+        ],
+    );
+    run_ok(sediment().args(["compact", "--all", "--config"]).arg(&config));
+    // A hot day, never compacted: parsed at query time with the curated shape.
+    ingest("hot.ndjson", &[event("h1", "OrderPlaced", 1, 3, json!({"total": 7, "coupon": "Z", "items": []}))]);
+
+    let tables: Vec<Value> = rows(&config, "SHOW TABLES").into_iter().map(|r| r[0].clone()).collect();
+    assert!(tables.contains(&json!("order_placed")) && tables.contains(&json!("payments")), "{tables:?}");
+    let got = rows(
+        &config,
+        "SELECT event_id, event_version, dt, total, coupon, channel, payload_event_id, cardinality(items) \
+         FROM order_placed ORDER BY event_id",
+    );
+    assert_eq!(
+        got,
+        vec![
+            json!(["a1", 1, "2026-10-01", 10.0, null, "web", null, 1]),
+            json!(["b1", 1, "2026-10-02", 10.5, "X", null, null, 1]),
+            json!(["b2", 2, "2026-10-02", 3.0, null, null, "inner", null]),
+            json!(["h1", 1, "2026-10-03", 7.0, "Z", null, null, 0]),
+        ]
+    );
+    let items = rows(&config, "SELECT event_id, items[1].sku, items[1].qty FROM order_placed WHERE cardinality(items) > 0 ORDER BY 1");
+    assert_eq!(items, vec![json!(["a1", "a", null]), json!(["b1", "b", 2])]);
+    let types: Vec<Value> = rows(
+        &config,
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'sediment' AND table_name = 'order_placed' \
+         AND column_name IN ('total', 'coupon', 'items', 'payload') ORDER BY column_name",
+    );
+    assert_eq!(
+        types,
+        vec![
+            json!(["coupon", "varchar"]),
+            json!(["items", "array(row(qty bigint, sku varchar))"]),
+            json!(["payload", "varchar"]),
+            json!(["total", "double"]),
+        ]
+    );
+    // Every typed value is the JSON evaluation of the payload.
+    let differing = rows(
+        &config,
+        "SELECT count(*) FROM order_placed o JOIN events e ON o.event_id = e.event_id AND o.dt = e.dt \
+         WHERE o.coupon IS DISTINCT FROM json_extract_scalar(e.payload, '$.coupon') \
+            OR o.total IS DISTINCT FROM CAST(json_extract_scalar(e.payload, '$.total') AS DOUBLE) \
+            OR o.payload IS DISTINCT FROM e.payload",
+    );
+    assert_eq!(differing, vec![json!([0])]);
+    assert_eq!(rows(&config, "SELECT event_id, amount FROM payments"), vec![json!(["p1", 5])]);
+
+    let status: Value = serde_json::from_slice(&run_ok(sediment().args(["status", "--json", "--config"]).arg(&config)).stdout).unwrap();
+    let typed = &status["typed_tables"]["tables"];
+    assert!(typed.as_array().unwrap().iter().any(|t| t["name"] == "payments" && t["event_type"] == "PaymentReceived"), "{typed}");
+
+    // A hot value the curated shape cannot hold fails the query, naming the field.
+    ingest("bad.ndjson", &[event("p2", "PaymentReceived", 1, 3, json!({"amount": "lots"}))]);
+    let out = sediment().args(["query", "--config"]).arg(&config).arg("SELECT sum(amount) FROM payments").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("payload field \"amount\"") && err.contains("\"lots\" is not bigint"), "{err}");
+    // Compacting the day widens the shape: the value is then JSON text.
+    run_ok(sediment().args(["compact", "--all", "--config"]).arg(&config));
+    assert_eq!(
+        rows(&config, "SELECT event_id, amount FROM payments ORDER BY event_id"),
+        vec![json!(["p1", "5"]), json!(["p2", "\"lots\""])]
+    );
+}
