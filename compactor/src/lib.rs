@@ -257,16 +257,35 @@ impl Compactor {
             progress.day_done(&day);
             report.days.push(day);
         }
+        let committed: BTreeSet<NaiveDate> = report.days.iter().filter(|d| d.committed).map(|d| d.dt).collect();
+        let has_derived = !self.config.projections.is_empty() || !self.config.views.is_empty();
+        let curated = match sediment_engine::delta::open(&self.lake, EVENTS_TABLE).await? {
+            Some(t) if has_derived || !committed.is_empty() => {
+                let files = sediment_engine::delta::snapshot_files(&t)?;
+                curated_days(&self.lake, &self.manifests, EVENTS_TABLE, files, &|_| true).await?
+            }
+            _ => Default::default(),
+        };
+        // Schema drift of the days committed, from every current day's shapes.
+        if !committed.is_empty() {
+            let shapes = curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s)));
+            for registry in sediment_lake::payload_schema::registries(shapes) {
+                for version in &registry.versions {
+                    for day in version.history.iter().filter(|d| committed.contains(&d.dt)) {
+                        report.schema_drift.extend(day.changes.iter().map(|change| report::SchemaDrift {
+                            dt: day.dt,
+                            event_type: registry.event_type.clone(),
+                            event_version: version.event_version,
+                            change: change.clone(),
+                        }));
+                    }
+                }
+            }
+            report.schema_drift.sort_by(|a, b| (a.dt, &a.event_type, a.event_version).cmp(&(b.dt, &b.event_type, b.event_version)));
+        }
         // Derived tables follow every curated day (not only the selected ones):
         // a recompacted day invalidates every later snapshot.
-        if !self.config.projections.is_empty() || !self.config.views.is_empty() {
-            let curated = match sediment_engine::delta::open(&self.lake, EVENTS_TABLE).await? {
-                Some(t) => {
-                    let files = sediment_engine::delta::snapshot_files(&t)?;
-                    curated_days(&self.lake, &self.manifests, EVENTS_TABLE, files, &|_| true).await?
-                }
-                None => Default::default(),
-            };
+        if has_derived {
             for p in &self.config.projections {
                 report.derived.extend(derived::build_projection(&self.lake, &settings, p, &curated, rebuild).await?);
             }

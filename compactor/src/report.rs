@@ -22,6 +22,31 @@ pub struct RunReportV1 {
     pub rebuild: bool,
     pub days: Vec<DayReport>,
     pub derived: Vec<DerivedDayReport>,
+    /// Changes to payload schemas that began on a day this run committed:
+    /// a field appeared, widened, became mixed or went absent, a version or
+    /// type seen for the first time. Each lands; none stops the run.
+    pub schema_drift: Vec<SchemaDrift>,
+}
+
+/// One change of an event type's payload schema, under the day it began.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaDrift {
+    pub dt: chrono::NaiveDate,
+    pub event_type: String,
+    pub event_version: i32,
+    #[serde(flatten)]
+    pub change: sediment_lake::payload_schema::Change,
+}
+
+impl std::fmt::Display for SchemaDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use sediment_lake::payload_schema::What;
+        write!(f, "{}  payload of {} v{}: ", self.dt, self.event_type, self.event_version)?;
+        match &self.change.what {
+            What::Appeared { shape } if self.change.path == "$" => write!(f, "first events of this version, {}", shape.trino_type()),
+            _ => write!(f, "{}", self.change),
+        }
+    }
 }
 
 /// The fields of a report that `status` reads back.
@@ -60,6 +85,9 @@ impl RunReportV1 {
                 "{}  {:<20} rows {:>9}  cast errors {:>5}  restated {:>6}  {:>6} ms\n",
                 d.dt, d.table, d.rows, errors, d.restated_rows, d.duration_ms
             ));
+        }
+        for d in &self.schema_drift {
+            out.push_str(&format!("{d}\n"));
         }
         let restated: u64 = self.derived.iter().map(|d| d.restated_rows).sum();
         let skipped = self.days.len() - self.committed_days();

@@ -48,7 +48,18 @@ fn the_compactor_records_each_types_payload_shape_and_its_drift_by_day() {
             event("b1", "OrderPlaced", 1, 2, json!({"total": 10.5, "coupon": "X", "items": [{"sku": "b", "qty": 2}]})),
         ],
     );
-    run_ok(sediment().args(["compact", "--all", "--config"]).arg(&config));
+    // The run reports the drift that began on the days it compacted.
+    let out = run_ok(sediment().args(["compact", "--all", "--config"]).arg(&config));
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in [
+        "2026-10-01  payload of OrderPlaced v1: first events of this version, row(",
+        "2026-10-01  payload of PaymentReceived v1: first events of this version, row(amount integer)",
+        "2026-10-02  payload of OrderPlaced v1: $.coupon appeared as varchar",
+        "2026-10-02  payload of OrderPlaced v1: $.total widened integer -> double",
+    ] {
+        assert!(printed.contains(line), "{line}\n{printed}");
+    }
+    assert!(!printed.contains("2026-10-03  payload"), "day 3 was not compacted by this run:\n{printed}");
     let got = schemas(&config);
     let placed = got.as_array().unwrap().iter().find(|r| r["event_type"] == "OrderPlaced").expect("OrderPlaced").clone();
     let v1 = &placed["versions"][0];
