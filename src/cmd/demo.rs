@@ -68,6 +68,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("  sediment query --config {cfg} \"SELECT dt, count(*) AS events FROM events GROUP BY dt ORDER BY dt\"");
     println!("  sediment query --config {cfg} \"SELECT status, count(*) FROM orders_current GROUP BY status ORDER BY 2 DESC\"");
     println!("  sediment query --config {cfg} \"SELECT dt, revenue FROM daily_revenue ORDER BY dt\"");
+    println!(
+        "  sediment query --config {cfg} \"SELECT method, count(*) AS payments, sum(amount) AS paid FROM payment_received GROUP BY method\""
+    );
+    println!("  sediment status --config {cfg}    # days, typed tables and each event type's payload schema history");
     if args.no_serve {
         return Ok(ExitCode::SUCCESS);
     }

@@ -104,7 +104,9 @@ check(not os.path.exists("/tmp/x.csv"), "COPY wrote a file")
 dbs = [d["Name"] for d in athena.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]]
 check("default" in dbs, f"databases {dbs}")
 tables = [t["Name"] for t in athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default")["TableMetadataList"]]
-check({"events", "orders", "orders_current"} <= set(tables), f"tables {tables}")
+check({"events", "orders", "orders_current", "payment_received"} <= set(tables), f"tables {tables}")
+t = athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default", TableName="payment_received")["TableMetadata"]
+check(t["TableType"] == "VIRTUAL_VIEW" and {"Name": "amount", "Type": "double", "Comment": ""} in t["Columns"], f"payment_received {t}")
 t = athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default", TableName="events")["TableMetadata"]
 check([p["Name"] for p in t["PartitionKeys"]] == ["dt"], f"events partition keys {t['PartitionKeys']}")
 wg = athena.get_work_group(WorkGroup="primary")["WorkGroup"]

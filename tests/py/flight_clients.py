@@ -65,7 +65,9 @@ with flight_sql.connect(uri, db_kwargs=bearer) as conn:
     # Catalog metadata.
     objects = conn.adbc_get_objects(depth="tables").read_all().to_pylist()
     names = {t["table_name"] for c in objects for s in (c["catalog_db_schemas"] or []) for t in (s["db_schema_tables"] or [])}
-    check({"events", "orders", "orders_current"} <= names, f"tables {sorted(names)}")
+    check({"events", "orders", "orders_current", "payment_received"} <= names, f"tables {sorted(names)}")
+    typed = conn.adbc_get_table_schema("payment_received")
+    check(str(typed.field("amount").type) == "double" and "payload" in typed.names, f"payment_received schema {typed}")
     schema = conn.adbc_get_table_schema("events")
     check({"event_id", "event_type", "dt"} <= set(schema.names), f"events schema {schema}")
     check(set(conn.adbc_get_table_types()) == {"TABLE", "VIEW"}, "table types")

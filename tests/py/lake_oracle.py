@@ -9,7 +9,8 @@ from check_raw import parse
 
 
 def events_oracle(events_path):
-    """A DuckDB connection holding `ev(dt DATE, event_type, sequence)`."""
+    """A DuckDB connection holding `ev(dt DATE, event_type, sequence, amount)`
+    (`amount`: the payload's, where it is a number)."""
     first = {}
     for line in open(events_path, "rb").read().split(b"\n"):
         if line.strip():
@@ -17,10 +18,16 @@ def events_oracle(events_path):
             if e:
                 d = datetime.fromtimestamp(e["occurred_ms"] / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
                 first.setdefault((d, e["event_id"]), e)
-    ev = pd.DataFrame([{"dt": d, "event_type": e["event_type"], "sequence": e["sequence"]} for (d, _), e in first.items()])
+    def amount(e):
+        a = e["payload"].get("amount")
+        return float(a) if isinstance(a, (int, float)) and not isinstance(a, bool) else None
+
+    ev = pd.DataFrame(
+        [{"dt": d, "event_type": e["event_type"], "sequence": e["sequence"], "amount": amount(e)} for (d, _), e in first.items()]
+    )
     duck = duckdb.connect()
     duck.register("ev_raw", ev)
-    duck.execute("CREATE TABLE ev AS SELECT CAST(dt AS DATE) AS dt, event_type, sequence FROM ev_raw")
+    duck.execute("CREATE TABLE ev AS SELECT CAST(dt AS DATE) AS dt, event_type, sequence, CAST(amount AS DOUBLE) AS amount FROM ev_raw")
     return duck
 
 

@@ -51,6 +51,7 @@ r = psql("-c", r"\dt")
 check(r.returncode == 0 and " orders " in r.stdout and "daily_revenue" in r.stdout, f"psql \\dt: {r.returncode} {r.stdout} {r.stderr}")
 r = psql("-c", r"\dv")
 check(r.returncode == 0 and " events " in r.stdout and "orders_current" in r.stdout, f"psql \\dv: {r.returncode} {r.stdout} {r.stderr}")
+check(" payment_received " in r.stdout, f"psql \\dv lists the typed tables: {r.stdout}")
 r = psql("-c", r"\d events")
 check(r.returncode == 0 and all(c in r.stdout for c in ("event_id", "aggregate_id", "occurred_at", "dt")),
       f"psql \\d events: {r.returncode} {r.stdout} {r.stderr}")
@@ -163,6 +164,14 @@ tables = insp.get_table_names()
 check("orders" in tables and "daily_revenue" in tables, f"tables {tables}")
 views = insp.get_view_names()
 check("events" in views and "orders_current" in views, f"views {views}")
+# Typed event tables: the payload's fields as typed columns, equal to the oracle.
+check("payment_received" in views, f"typed tables among the views: {views}")
+typed = {col["name"]: type(col["type"]).__name__ for col in insp.get_columns("payment_received")}
+check(typed.get("amount") == "DOUBLE_PRECISION" and typed.get("method") == "TEXT", f"payment_received columns {typed}")
+paid = duck.execute("SELECT count(*), round(sum(amount), 2) FROM ev WHERE event_type = 'PaymentReceived'").fetchone()
+with psycopg.connect(**dsn) as c:
+    got = c.execute("SELECT count(*), round(sum(amount), 2) FROM payment_received").fetchone()
+check((got[0], float(got[1])) == (paid[0], paid[1]), f"payment_received {got} != oracle {paid}")
 # What Superset reads when a dataset is added or a table opened in SQL Lab:
 # columns (correlated subqueries in CASE branches), keys and indexes (the
 # lake has none), comments.
