@@ -74,6 +74,15 @@ QUERIES = [
      "SELECT snapshot_date, count(*) AS n, sum(total) AS value FROM orders WHERE snapshot_date >= DATE '{day}' AND snapshot_date < DATE '{day}' + INTERVAL '7' DAY GROUP BY 1 ORDER BY 1"),
 ]
 
+# The queries that read payload fields, over the typed event tables (the
+# fields as typed columns, ADR 0017) instead of the payload text.
+TYPED = {
+    "daily_revenue_json": "SELECT dt, sum(amount) AS revenue FROM payment_received GROUP BY dt ORDER BY dt",
+    "top_customers": "SELECT customer_id AS customer, count(*) AS orders FROM order_placed GROUP BY 1 ORDER BY orders DESC, customer LIMIT 10",
+    "percentile_amount": "SELECT approx_percentile(amount, 0.9) FROM payment_received",
+    "channel_by_day": "SELECT dt, channel, count(*) FROM order_placed GROUP BY 1, 2 ORDER BY 1, 2",
+}
+
 # The same queries in stock DataFusion's own dialect, for the queries it can
 # run without Sediment's functions (it has no JSON functions), over the same
 # files: the peer that measures what the dialect and catalog layers cost.
