@@ -178,24 +178,14 @@ impl TypedTableDef {
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct PayloadColumns {
     /// (member name, shape), in the struct's order.
-    members: Vec<(String, ShapeKey)>,
+    members: Vec<(String, Shape)>,
     fields: Fields,
     signature: Signature,
 }
 
-/// A shape, hashable for the UDF's identity (its JSON text).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ShapeKey(String);
-
-impl ShapeKey {
-    fn shape(&self) -> Shape {
-        serde_json::from_str(&self.0).unwrap_or(Shape::Json)
-    }
-}
-
 impl PayloadColumns {
     pub fn new(columns: &[&TypedColumn]) -> Self {
-        let members = columns.iter().map(|c| (c.field.clone(), ShapeKey(serde_json::to_string(&c.shape).unwrap_or_default()))).collect();
+        let members = columns.iter().map(|c| (c.field.clone(), c.shape.clone())).collect();
         let fields = columns.iter().map(|c| Field::new(&c.name, c.shape.arrow_type(), true)).collect();
         Self { members, fields, signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable) }
     }
@@ -236,7 +226,7 @@ impl ScalarUDFImpl for PayloadColumns {
             .zip(&values)
             .map(|((member, shape), column)| {
                 let refs: Vec<Option<&Value>> = column.iter().map(Option::as_ref).collect();
-                build(&shape.shape(), &refs).map_err(|e| {
+                build(shape, &refs).map_err(|e| {
                     datafusion::error::DataFusionError::Execution(format!(
                         "payload field {member:?}: {e}; the typed table's schema comes from the compacted days, and widens when this \
                          day is compacted: read the field from `payload` until then"
