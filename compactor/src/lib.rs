@@ -268,8 +268,7 @@ impl Compactor {
         };
         // Schema drift of the days committed, from every current day's shapes.
         if !committed.is_empty() {
-            let shapes = curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s)));
-            for registry in sediment_lake::payload_schema::registries(shapes) {
+            for registry in sediment_engine::state::payload_registries(&curated) {
                 for version in &registry.versions {
                     for day in version.history.iter().filter(|d| committed.contains(&d.dt)) {
                         report.schema_drift.extend(day.changes.iter().map(|change| report::SchemaDrift {

@@ -19,14 +19,13 @@ use sediment_lake::Lake;
 use sediment_lake::config::{Config, Projection};
 use sediment_lake::manifest::{DerivedManifest, DerivedManifestV1};
 use sediment_lake::paths::{EVENTS_TABLE, RESTATEMENTS_TABLE, manifest_key, run_id_of_curated_file, table_root};
-use sediment_lake::payload_schema::registries;
 
 use crate::delta::{self, SnapshotFile};
 use crate::events::{EventsTable, date32, empty, exact_filters, pushdown_by_partition};
 use crate::files::{DataFile, FileListTable};
 use crate::fold::{Folder, States, fold_batch};
 use crate::schema::restatements_schema;
-use crate::state::{ManifestCache, curated_days, load_events};
+use crate::state::{ManifestCache, curated_days, load_events, payload_registries};
 use crate::typed::{TypedEventsTable, TypedTableProblem, TypedTables, definitions};
 
 fn external<E: std::error::Error + Send + Sync + 'static>(e: E) -> DataFusionError {
@@ -120,15 +119,23 @@ impl LakeCatalog {
         &self.manifests
     }
 
-    /// Names the read model's other tables take (typed tables get others).
-    fn fixed_names(&self) -> std::collections::HashSet<String> {
+    /// The configured read models' tables: each projection and its
+    /// `_current` view, each view.
+    fn read_model_names(&self) -> Vec<String> {
         let c = &self.config;
-        let mut names: std::collections::HashSet<String> = ["events", RESTATEMENTS_TABLE, "information_schema"].map(str::to_owned).into();
+        let mut names = Vec::new();
         for p in &c.projections {
-            names.insert(p.name.clone());
-            names.insert(format!("{}_current", p.name));
+            names.push(p.name.clone());
+            names.push(format!("{}_current", p.name));
         }
         names.extend(c.views.iter().map(|v| v.name.clone()));
+        names
+    }
+
+    /// Names the read model's other tables take (typed tables get others).
+    fn fixed_names(&self) -> std::collections::HashSet<String> {
+        let mut names: std::collections::HashSet<String> = ["events", RESTATEMENTS_TABLE, "information_schema"].map(str::to_owned).into();
+        names.extend(self.read_model_names());
         names
     }
 
@@ -151,7 +158,7 @@ impl LakeCatalog {
         }
         let files = delta::snapshot_files(&table).map_err(external)?;
         let curated = curated_days(&self.lake, &self.manifests, EVENTS_TABLE, files, &|_| true).await.map_err(external)?;
-        let shapes = registries(curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s))));
+        let shapes = payload_registries(&curated);
         let (defs, problems) = definitions(&self.config, &shapes, &self.fixed_names());
         let state = Arc::new(TypedState { version, tables: defs.into_iter().map(|d| (d.name.clone(), d)).collect(), problems });
         *self.typed.lock().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&state);
@@ -185,15 +192,10 @@ pub struct LakeSchema {
 #[async_trait]
 impl SchemaProvider for LakeSchema {
     fn table_names(&self) -> Vec<String> {
-        let c = &self.catalog.config;
         let mut names = vec!["events".to_owned()];
-        for p in &c.projections {
-            names.push(p.name.clone());
-            names.push(format!("{}_current", p.name));
-        }
-        names.extend(c.views.iter().map(|v| v.name.clone()));
+        names.extend(self.catalog.read_model_names());
         // Only a lake with read models has restatements to show.
-        if !c.projections.is_empty() || !c.views.is_empty() {
+        if names.len() > 1 {
             names.push(RESTATEMENTS_TABLE.to_owned());
         }
         // As last read: listings read them afresh first (`LakeCatalog::typed`).

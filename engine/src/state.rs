@@ -284,6 +284,12 @@ pub async fn curated_days(
     Ok(loaded.into_iter().collect())
 }
 
+/// Every event type's payload schema history, from the shapes the curated
+/// days' manifests record (days without them are skipped).
+pub fn payload_registries(curated: &BTreeMap<NaiveDate, CuratedDay>) -> Vec<sediment_lake::payload_schema::RegistryV1> {
+    sediment_lake::payload_schema::registries(curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s))))
+}
+
 /// Reads the events table's state for the days `keep` accepts.
 ///
 /// Order matters: raw listing strictly before the Delta snapshot (a reused

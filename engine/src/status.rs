@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use sediment_lake::Lake;
-use sediment_lake::payload_schema::{RegistryV1, registries};
+use sediment_lake::payload_schema::RegistryV1;
 use serde::Serialize;
 
-use crate::state::{ManifestCache, Result, load_events};
+use crate::state::{ManifestCache, Result, load_events, payload_registries};
 
 /// One day of `status`.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +70,7 @@ pub async fn status(lake: &Lake) -> Result<LakeStatus> {
         events_version: state.version,
         newest_raw: days.iter().filter_map(|d| d.newest_raw).max(),
         uncovered_files: uncovered.values().map(Vec::len).sum(),
-        payload_schemas: registries(state.curated.iter().filter_map(|(dt, day)| day.manifest.shapes.as_deref().map(|s| (*dt, s)))),
+        payload_schemas: payload_registries(&state.curated),
         days,
     })
 }
