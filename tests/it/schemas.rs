@@ -16,6 +16,13 @@ fn event(id: &str, etype: &str, version: i32, day: u32, payload: Value) -> Strin
     )
 }
 
+/// Writes `lines` to `name` beside the config and ingests them.
+fn ingest(config: &std::path::Path, name: &str, lines: &[String]) {
+    let path = config.with_file_name(name);
+    std::fs::write(&path, lines.concat()).unwrap();
+    run_ok(sediment().args(["ingest", "--config"]).arg(config).arg("--input").arg(&path));
+}
+
 fn schemas(config: &std::path::Path) -> Value {
     let out = run_ok(sediment().args(["status", "--json", "--config"]).arg(config));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -27,11 +34,7 @@ fn the_compactor_records_each_types_payload_shape_and_its_drift_by_day() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("sediment.toml");
     std::fs::write(&config, format!("[lake]\nurl = \"{}\"\n", dir.path().join("lake").display())).unwrap();
-    let ingest = |name: &str, lines: &[String]| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, lines.concat()).unwrap();
-        run_ok(sediment().args(["ingest", "--config"]).arg(&config).arg("--input").arg(&path));
-    };
+    let ingest = |name: &str, lines: &[String]| ingest(&config, name, lines);
     // Day 3 lands and is compacted first: the history is still by day.
     ingest(
         "d3.ndjson",
@@ -138,11 +141,7 @@ fn each_event_type_is_a_typed_table_over_curated_and_hot_days() {
         ),
     )
     .unwrap();
-    let ingest = |name: &str, lines: &[String]| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, lines.concat()).unwrap();
-        run_ok(sediment().args(["ingest", "--config"]).arg(&config).arg("--input").arg(&path));
-    };
+    let ingest = |name: &str, lines: &[String]| ingest(&config, name, lines);
     ingest(
         "curated.ndjson",
         &[
