@@ -83,6 +83,18 @@ TYPED = {
     "channel_by_day": "SELECT dt, channel, count(*) FROM order_placed GROUP BY 1, 2 ORDER BY 1, 2",
 }
 
+# DuckDB's natural typed layout of the same events: per event type, the
+# curated rows with the payload as the STRUCT DuckDB infers from it
+# (json_group_structure → json_transform), written as Parquet; the table
+# name → its event type, and the TYPED queries over it in DuckDB's dialect.
+DUCK_TYPED_TABLES = {"payment_received": "PaymentReceived", "order_placed": "OrderPlaced"}
+DUCK_TYPED = {
+    "daily_revenue_json": "SELECT dt, sum(p.amount) AS revenue FROM payment_received GROUP BY dt ORDER BY dt",
+    "top_customers": "SELECT p.customer_id AS customer, count(*) AS orders FROM order_placed GROUP BY 1 ORDER BY orders DESC, customer LIMIT 10",
+    "percentile_amount": "SELECT approx_quantile(p.amount, 0.9) FROM payment_received",
+    "channel_by_day": "SELECT dt, p.channel AS channel, count(*) FROM order_placed GROUP BY 1, 2 ORDER BY 1, 2",
+}
+
 # The same queries in stock DataFusion's own dialect, for the queries it can
 # run without Sediment's functions (it has no JSON functions), over the same
 # files: the peer that measures what the dialect and catalog layers cost.

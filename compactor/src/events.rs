@@ -53,6 +53,9 @@ pub struct DayReport {
     pub rows_out: u64,
     pub files_written: usize,
     pub bytes_written: u64,
+    /// The typed copies of the day's event types (`typed/events/`).
+    pub typed_files_written: usize,
+    pub typed_bytes_written: u64,
     pub duration_ms: u64,
     /// Commit attempts lost to a concurrent compactor.
     pub conflicts: u32,
@@ -154,6 +157,10 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
         }
     };
 
+    let typed =
+        if settings.compaction.typed_copies { Some(crate::typed::write_typed(lake, settings, dt, &run, &summary).await?) } else { None };
+    report.typed_files_written = typed.iter().flatten().map(|t| t.files.len()).sum();
+    report.typed_bytes_written = typed.iter().flatten().flat_map(|t| &t.files).map(|f| f.size).sum();
     let manifest = ManifestV1 {
         table: EVENTS_TABLE.to_owned(),
         dt,
@@ -190,6 +197,7 @@ async fn attempt(lake: &Lake, settings: &Settings, manifests: &ManifestCache, dt
                 })
                 .collect()
         }),
+        typed,
     };
     let body = serde_json::to_vec_pretty(&Manifest::V1(manifest)).map_err(|e| Error::Internal(e.to_string()))?;
     lake.put_if_absent(&manifest_key(EVENTS_TABLE, dt, &run), body.into()).await?;

@@ -22,6 +22,7 @@ pub mod lambda;
 pub mod maintenance;
 pub mod report;
 pub mod restate;
+mod typed;
 pub mod write;
 
 use std::collections::BTreeSet;

@@ -12,7 +12,7 @@ use sediment_engine::files::{DataFile, FileListTable};
 use sediment_engine::schema::curated_events_file_schema;
 use sediment_engine::state::{CuratedDay, EventsState, ManifestCache, load_events};
 use sediment_lake::manifest::IdChecksum;
-use sediment_lake::paths::{EVENTS_TABLE, MANIFESTS_PREFIX, TABLES_PREFIX};
+use sediment_lake::paths::{EVENTS_TABLE, MANIFESTS_PREFIX, TABLES_PREFIX, TYPED_PREFIX, run_id_of_typed_key};
 use sediment_lake::schema::raw_schema;
 use sediment_lake::{Config, Lake};
 use serde::Serialize;
@@ -26,11 +26,13 @@ pub struct VacuumReport {
     pub raw_bytes_deleted: u64,
     pub table_files_deleted: usize,
     pub manifests_deleted: usize,
+    /// Typed copies of runs no longer current.
+    pub typed_files_deleted: usize,
 }
 
 /// Deletes, when older than `retain`: raw files a current curated day
 /// covers, table files no current snapshot references, and manifests of
-/// runs no longer current. Never a file a current table or an uncovered
+/// runs no longer current, and their typed copies. Never a file a current table or an uncovered
 /// day needs.
 pub async fn vacuum(lake: &Lake, config: &Config, retain: std::time::Duration) -> Result<VacuumReport> {
     let cutoff = Utc::now() - chrono::Duration::from_std(retain).unwrap_or_default();
@@ -88,6 +90,15 @@ pub async fn vacuum(lake: &Lake, config: &Config, retain: std::time::Duration) -
         if !current_runs.contains(&format!("{table}/{run}")) && m.last_modified < cutoff {
             lake.delete(&key).await?;
             report.manifests_deleted += 1;
+        }
+    }
+    // Typed copies of runs no longer current.
+    for o in lake.list(TYPED_PREFIX).await? {
+        let key = o.location.to_string();
+        let (Some(table), Some(run)) = (key.split('/').nth(1), run_id_of_typed_key(&key)) else { continue };
+        if !current_runs.contains(&format!("{table}/{run}")) && o.last_modified < cutoff {
+            lake.delete(&key).await?;
+            report.typed_files_deleted += 1;
         }
     }
     Ok(report)

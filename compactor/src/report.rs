@@ -68,7 +68,7 @@ impl RunReportV1 {
         let mut out = String::new();
         for d in self.days.iter().filter(|d| d.committed) {
             out.push_str(&format!(
-                "{}  raw files {:>4}  rows in {:>9}  duplicates {:>7}  rows out {:>9}  files {:>2}  {:>10}  {:>6} ms\n",
+                "{}  raw files {:>4}  rows in {:>9}  duplicates {:>7}  rows out {:>9}  files {:>2}  {:>10}  typed {:>10}  {:>6} ms\n",
                 d.dt,
                 d.raw_files_read,
                 d.rows_in,
@@ -76,6 +76,7 @@ impl RunReportV1 {
                 d.rows_out,
                 d.files_written,
                 indicatif_bytes(d.bytes_written),
+                indicatif_bytes(d.typed_bytes_written),
                 d.duration_ms
             ));
         }

@@ -106,10 +106,38 @@ pub async fn write_files(
     lake: &Lake,
     table_root: &str,
     schema: SchemaRef,
+    input: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
+    props: WriterProperties,
+    sizes: FileSizes,
+    name: impl Fn(usize) -> String,
+) -> Result<WriteSummary, Error> {
+    write(lake, table_root, schema, input, props, sizes, name, true).await
+}
+
+/// [`write_files`] of a copy of rows already tallied: the summary holds the
+/// files, rows and bytes only.
+pub async fn write_copy(
+    lake: &Lake,
+    table_root: &str,
+    schema: SchemaRef,
+    input: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
+    props: WriterProperties,
+    sizes: FileSizes,
+    name: impl Fn(usize) -> String,
+) -> Result<WriteSummary, Error> {
+    write(lake, table_root, schema, input, props, sizes, name, false).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    lake: &Lake,
+    table_root: &str,
+    schema: SchemaRef,
     mut input: impl Stream<Item = datafusion::error::Result<RecordBatch>> + Unpin,
     props: WriterProperties,
     sizes: FileSizes,
     name: impl Fn(usize) -> String,
+    tallied: bool,
 ) -> Result<WriteSummary, Error> {
     let mut summary = WriteSummary::default();
     let mut current: Option<OpenFile> = None;
@@ -121,7 +149,9 @@ pub async fn write_files(
         if batch.num_rows() == 0 {
             continue;
         }
-        tally(&batch, &mut summary);
+        if tallied {
+            tally(&batch, &mut summary);
+        }
         if current.is_none() {
             current = Some(OpenFile::create(lake, table_root, name(part), &schema, &props)?);
         }

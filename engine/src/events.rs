@@ -137,14 +137,15 @@ fn eval_day(props: &datafusion::execution::context::ExecutionProps, filters: &[E
 }
 
 /// Output columns with the curated/raw physical types cast to the query types.
-fn typed_columns() -> Vec<Expr> {
+pub(crate) fn typed_columns() -> Vec<Expr> {
     events_schema().fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect()
 }
 
-fn curated_files(state: &EventsState) -> Vec<DataFile> {
+fn curated_files(state: &EventsState, keep: &dyn Fn(NaiveDate) -> bool) -> Vec<DataFile> {
     state
         .curated
         .iter()
+        .filter(|(dt, _)| keep(**dt))
         .flat_map(|(dt, day)| {
             day.files.iter().map(move |f| DataFile {
                 key: CuratedDay::key_of(f),
@@ -158,18 +159,29 @@ fn curated_files(state: &EventsState) -> Vec<DataFile> {
 
 /// The logical plan of `events` for one state: curated ∪ deduplicated uncovered raw.
 pub fn events_plan(state: &EventsState) -> Result<LogicalPlan> {
-    let Some(raw) = raw_plan(state)? else {
-        return curated_plan(state)?.project(typed_columns())?.build();
-    };
-    if state.curated.is_empty() {
-        return raw.build();
+    match events_plan_of(state, &|_| true)? {
+        Some(plan) => Ok(plan),
+        None => curated_plan(state, &|_| true)?.project(typed_columns())?.build(),
     }
-    curated_plan(state)?.project(typed_columns())?.union(raw.build()?)?.build()
 }
 
-/// The curated days' files, in the file schema plus `dt`.
-fn curated_plan(state: &EventsState) -> Result<LogicalPlanBuilder> {
-    let curated = FileListTable::new(curated_events_file_schema(), vec![Arc::new(dt_field())], curated_files(state));
+/// [`events_plan`] with only the curated days `keep` accepts (the raw
+/// files are all there, deduplicated against every curated day); `None`
+/// when nothing is left.
+pub fn events_plan_of(state: &EventsState, keep: &dyn Fn(NaiveDate) -> bool) -> Result<Option<LogicalPlan>> {
+    let any_curated = state.curated.keys().any(|d| keep(*d));
+    let curated = || -> Result<LogicalPlanBuilder> { curated_plan(state, keep)?.project(typed_columns()) };
+    Ok(match (raw_plan(state)?, any_curated) {
+        (None, false) => None,
+        (None, true) => Some(curated()?.build()?),
+        (Some(raw), false) => Some(raw.build()?),
+        (Some(raw), true) => Some(curated()?.union(raw.build()?)?.build()?),
+    })
+}
+
+/// The curated days' files `keep` accepts, in the file schema plus `dt`.
+fn curated_plan(state: &EventsState, keep: &dyn Fn(NaiveDate) -> bool) -> Result<LogicalPlanBuilder> {
+    let curated = FileListTable::new(curated_events_file_schema(), vec![Arc::new(dt_field())], curated_files(state, keep));
     LogicalPlanBuilder::scan("curated", provider_as_source(Arc::new(curated)), None)
 }
 
@@ -207,7 +219,7 @@ pub fn raw_plan(state: &EventsState) -> Result<Option<LogicalPlanBuilder>> {
     let overlap: BTreeSet<NaiveDate> = uncovered.keys().filter(|d| state.curated.contains_key(d)).copied().collect();
     if !overlap.is_empty() {
         let days: Vec<Expr> = overlap.iter().map(|d| lit(ScalarValue::Date32(Some(date32(*d))))).collect();
-        let seen = curated_plan(state)?
+        let seen = curated_plan(state, &|d| overlap.contains(&d))?
             .filter(col(DT).in_list(days, false))?
             .project(vec![col(DT).alias("c_dt"), col(EVENT_ID).alias("c_event_id")])?
             .build()?;

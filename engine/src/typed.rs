@@ -18,24 +18,30 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Ar
 use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, Result};
+use datafusion::common::{DFSchema, Result, ScalarValue};
 use datafusion::datasource::TableType;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TableProviderFilterPushDown,
-    Volatility, col, lit,
+    ColumnarValue, Expr, LogicalPlan, LogicalPlanBuilder, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TableProviderFilterPushDown, Volatility, cast, col, lit,
 };
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::union::UnionExec;
 use sediment_lake::config::Config;
+use sediment_lake::manifest::{TypedFileColumn, TypedFiles};
 use sediment_lake::payload_schema::{RegistryV1, Shape};
 use sediment_lake::schema::{DT, EVENT_TYPE, PAYLOAD};
 use serde_json::Value;
 
-use crate::events::{EventsTable, empty, events_plan, finish_scan, load_for_scan, pushdown_by_partition};
-use crate::schema::events_schema;
+use crate::events::{EventsTable, date32, empty, events_plan_of, exact_filters, finish_scan, load_for_scan, pushdown_by_partition};
+use crate::files::{DataFile, FileListTable};
+use crate::schema::{curated_events_file_schema, dt_field, events_schema};
 
 /// An event type's name in snake case: `PaymentReceived` →
 /// `payment_received`, `HTTPRequestSent` → `http_request_sent`,
@@ -93,7 +99,7 @@ pub struct TypedTableProblem {
 
 /// The shape a column holds: integers widen to `bigint` (a later day's
 /// value past 32 bits then still fits), a field only ever null is JSON text.
-fn column_shape(shape: &Shape) -> Shape {
+pub fn column_shape(shape: &Shape) -> Shape {
     match shape {
         Shape::Integer => Shape::Bigint,
         Shape::Null => Shape::Json,
@@ -206,36 +212,69 @@ impl ScalarUDFImpl for PayloadColumns {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let payloads = args.args[0].to_array(args.number_rows)?;
-        let payloads = payloads.as_string::<i32>();
-        let slots: HashMap<&str, usize> = self.members.iter().enumerate().map(|(i, (m, _))| (m.as_str(), i)).collect();
-        // Each payload's wanted members, as text, then as values per column.
-        let mut values: Vec<Vec<Option<Value>>> = vec![Vec::with_capacity(payloads.len()); self.members.len()];
-        let mut found: Vec<Option<&str>> = vec![None; self.members.len()];
-        for row in 0..payloads.len() {
-            found.iter_mut().for_each(|f| *f = None);
-            if payloads.is_valid(row) {
-                sediment_trino::object_members(payloads.value(row), |k| slots.get(k).copied(), &mut found);
-            }
-            for (column, text) in values.iter_mut().zip(&found) {
-                column.push(text.and_then(sediment_lake::payload_schema::parse).filter(|v| !v.is_null()));
-            }
-        }
-        let columns = self
-            .members
-            .iter()
-            .zip(&values)
-            .map(|((member, shape), column)| {
-                let refs: Vec<Option<&Value>> = column.iter().map(Option::as_ref).collect();
-                build(shape, &refs).map_err(|e| {
-                    datafusion::error::DataFusionError::Execution(format!(
-                        "payload field {member:?}: {e}; the typed table's schema comes from the compacted days, and widens when this \
-                         day is compacted: read the field from `payload` until then"
-                    ))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let columns = payload_arrays(&self.members, payloads.as_string::<i32>()).map_err(|(member, e)| {
+            datafusion::error::DataFusionError::Execution(format!(
+                "payload field {member:?}: {e}; the typed table's schema comes from the compacted days, and widens when this day is \
+                 compacted: read the field from `payload` until then"
+            ))
+        })?;
         Ok(ColumnarValue::Array(Arc::new(StructArray::try_new(self.fields.clone(), columns, None)?)))
     }
+}
+
+/// The `members` (name, shape) of JSON payloads as columns, each payload
+/// read once: what `json_extract` and `CAST(json_extract_scalar(…) AS T)`
+/// give for each. A value its shape cannot hold is an error naming the
+/// member.
+pub fn payload_arrays(members: &[(String, Shape)], payloads: &StringArray) -> std::result::Result<Vec<ArrayRef>, (String, String)> {
+    let slots: HashMap<&str, usize> = members.iter().enumerate().map(|(i, (m, _))| (m.as_str(), i)).collect();
+    let mut values: Vec<Vec<Option<Value>>> = vec![Vec::with_capacity(payloads.len()); members.len()];
+    let mut found: Vec<Option<&str>> = vec![None; members.len()];
+    for row in 0..payloads.len() {
+        found.iter_mut().for_each(|f| *f = None);
+        if payloads.is_valid(row) {
+            sediment_trino::object_members(payloads.value(row), |k| slots.get(k).copied(), &mut found);
+        }
+        for (column, text) in values.iter_mut().zip(&found) {
+            column.push(text.and_then(sediment_lake::payload_schema::parse).filter(|v| !v.is_null()));
+        }
+    }
+    members
+        .iter()
+        .zip(&values)
+        .map(|((member, shape), column)| {
+            let refs: Vec<Option<&Value>> = column.iter().map(Option::as_ref).collect();
+            build(shape, &refs).map_err(|e| (member.clone(), e))
+        })
+        .collect()
+}
+
+/// The name of a payload field's column in a typed file.
+pub fn typed_file_column(field: &str) -> String {
+    format!("payload.{field}")
+}
+
+/// The payload columns of a typed file for a day's merged shape of an event
+/// type: a column per top-level field with a value that day, typed as the
+/// typed tables type it. `None` when the payloads are not objects.
+pub fn typed_file_columns(day: &Shape) -> Option<Vec<TypedFileColumn>> {
+    match day {
+        Shape::Object { fields } => Some(
+            fields
+                .iter()
+                .filter(|(_, s)| **s != Shape::Null)
+                .map(|(field, s)| TypedFileColumn { field: field.clone(), column: typed_file_column(field), shape: column_shape(s) })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// The schema of a typed file: the curated file's columns, then the payload's.
+pub fn typed_file_schema(columns: &[TypedFileColumn]) -> SchemaRef {
+    let mut fields: Vec<Field> = curated_events_file_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(columns.iter().map(|c| Field::new(&c.column, c.shape.arrow_type(), true)));
+    Arc::new(Schema::new(fields))
 }
 
 /// A column of `shape` from JSON values (`None`: SQL NULL).
@@ -381,10 +420,104 @@ impl TableProvider for TypedEventsTable {
         if state.curated.is_empty() && state.raw.is_empty() {
             return empty(&self.schema, projection);
         }
-        let envelope = events_schema();
+        let envelope = events_schema().fields().len();
         let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let typed: Vec<&TypedColumn> =
-            wanted.iter().filter(|&&i| i >= envelope.fields().len()).map(|&i| &self.def.columns[i - envelope.fields().len()]).collect();
+        let typed: Vec<&TypedColumn> = wanted.iter().filter(|&&i| i >= envelope).map(|&i| &self.def.columns[i - envelope]).collect();
+        // Curated days without the type are left out; days whose typed copy
+        // holds every wanted column as this table types it are read from it.
+        let mut copies: Vec<(NaiveDate, &TypedFiles)> = Vec::new();
+        let mut elsewhere: HashSet<NaiveDate> = HashSet::new();
+        for (dt, day) in &state.curated {
+            let manifest = &day.manifest;
+            if manifest.shapes.as_ref().is_some_and(|shapes| !shapes.iter().any(|s| s.event_type == self.def.event_type)) {
+                elsewhere.insert(*dt);
+            } else if let Some(copy) = manifest.typed.iter().flatten().find(|t| t.event_type == self.def.event_type)
+                && typed.iter().all(|c| serves(copy, c))
+            {
+                copies.push((*dt, copy));
+                elsewhere.insert(*dt);
+            }
+        }
+        let mut parts = Vec::new();
+        if !copies.is_empty() {
+            parts.push(self.scan_copies(session, &copies, &wanted, filters, limit).await?);
+        }
+        if let Some(plan) = events_plan_of(&state, &|d| !elsewhere.contains(&d))? {
+            parts.push(self.scan_payloads(session, plan, &wanted, &typed, filters, limit).await?);
+        }
+        if parts.is_empty() {
+            return empty(&self.schema, projection);
+        }
+        UnionExec::try_new(parts)
+    }
+}
+
+/// Whether a day's typed copy serves `column` as its table types it: the
+/// day's column has the table's type (or is `bigint` where the table's is
+/// `double`, a widening cast), or the day has no value for the field.
+fn serves(copy: &TypedFiles, column: &TypedColumn) -> bool {
+    match copy.columns.iter().find(|c| c.field == column.field) {
+        None => true,
+        Some(c) => {
+            c.column == typed_file_column(&c.field)
+                && (c.shape == column.shape || (c.shape == Shape::Bigint && column.shape == Shape::Double))
+        }
+    }
+}
+
+impl TypedEventsTable {
+    /// The wanted columns from the days' typed copies, as stored.
+    async fn scan_copies(
+        &self,
+        session: &dyn Session,
+        copies: &[(NaiveDate, &TypedFiles)],
+        wanted: &[usize],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let envelope = events_schema().fields().len();
+        let mut fields: Vec<Field> = curated_events_file_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(self.def.columns.iter().map(|c| Field::new(typed_file_column(&c.field), c.shape.arrow_type(), true)));
+        let files: Vec<DataFile> = copies
+            .iter()
+            .flat_map(|(dt, copy)| {
+                copy.files.iter().map(|f| DataFile {
+                    key: f.key.clone(),
+                    size: f.size,
+                    num_rows: Some(f.rows as usize),
+                    partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
+                })
+            })
+            .collect();
+        let table = FileListTable::new(Arc::new(Schema::new(fields)), vec![Arc::new(dt_field())], files);
+        let mut plan = LogicalPlanBuilder::scan("typed", provider_as_source(Arc::new(table)), None)?;
+        let (exact, all) = exact_filters(filters, DT);
+        if let Some(predicate) = conjunction(exact) {
+            plan = plan.filter(predicate)?;
+        }
+        let columns = wanted.iter().map(|&i| {
+            let field = self.schema.field(i);
+            let stored = if i < envelope { field.name().clone() } else { typed_file_column(&self.def.columns[i - envelope].field) };
+            cast(Expr::Column(datafusion::common::Column::new_unqualified(stored)), field.data_type().clone()).alias(field.name())
+        });
+        plan = plan.project(columns)?;
+        if let Some(n) = limit.filter(|_| all) {
+            plan = plan.limit(0, Some(n))?;
+        }
+        session.create_physical_plan(&plan.build()?).await
+    }
+
+    /// The wanted columns from `events` of the type, the payload parsed.
+    async fn scan_payloads(
+        &self,
+        session: &dyn Session,
+        events: LogicalPlan,
+        wanted: &[usize],
+        typed: &[&TypedColumn],
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let envelope = events_schema();
         // `events` of the type, its envelope columns the query reads (and the
         // payload, when typed columns are read from it).
         let payload = envelope.index_of(PAYLOAD)?;
@@ -392,7 +525,7 @@ impl TableProvider for TypedEventsTable {
         if !typed.is_empty() && !read.contains(&payload) {
             read.push(payload);
         }
-        let plan = LogicalPlanBuilder::from(events_plan(&state)?).filter(col(EVENT_TYPE).eq(lit(self.def.event_type.as_str())))?;
+        let plan = LogicalPlanBuilder::from(events).filter(col(EVENT_TYPE).eq(lit(self.def.event_type.as_str())))?;
         let plan = finish_scan(plan, &envelope, filters, DT, Some(&read), limit)?;
         let input = session.create_physical_plan(&plan).await?;
         if typed.is_empty() {
@@ -403,7 +536,7 @@ impl TableProvider for TypedEventsTable {
         // so the logical optimizer's field-access pushdown never moves them
         // into the union below.
         const STRUCT: &str = "__payload_columns";
-        let udf = Arc::new(ScalarUDF::new_from_impl(PayloadColumns::new(&typed)));
+        let udf = Arc::new(ScalarUDF::new_from_impl(PayloadColumns::new(typed)));
         let input_schema = DFSchema::try_from(input.schema())?;
         let mut first: Vec<(Arc<dyn PhysicalExpr>, String)> = input
             .schema()

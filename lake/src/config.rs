@@ -120,6 +120,11 @@ pub struct CompactionSection {
     /// zstd level of curated files.
     #[serde(default = "default_zstd")]
     pub zstd_level: i32,
+    /// Whether a compaction also writes each event type's rows with the
+    /// payload's fields as typed columns (`typed/events/`), which the typed
+    /// tables read instead of parsing the payload. Off: they parse it.
+    #[serde(default = "yes")]
+    pub typed_copies: bool,
 }
 
 impl Default for CompactionSection {
@@ -130,6 +135,7 @@ impl Default for CompactionSection {
             memory_limit_mb: default_compaction_memory_mb(),
             grace_period: default_grace(),
             zstd_level: default_zstd(),
+            typed_copies: true,
         }
     }
 }
@@ -222,6 +228,7 @@ fn default_cli_target_file_mb() -> u64 {
 fn default_zstd() -> i32 {
     1
 }
+
 fn default_target_file_mb() -> u64 {
     256
 }

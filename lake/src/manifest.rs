@@ -48,6 +48,43 @@ pub struct ManifestV1 {
     /// manifests written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shapes: Option<Vec<crate::payload_schema::PayloadShape>>,
+    /// The day's typed copies, one per event type whose payloads are
+    /// objects: written before this manifest, current with it. Absent from
+    /// manifests written before they existed, and for a type whose copy
+    /// could not be written (its readers parse the payload instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typed: Option<Vec<TypedFiles>>,
+}
+
+/// The typed copy of one event type's rows in a curated day: every column
+/// of the curated files, then a column per top-level payload field the
+/// day's payloads have a value for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedFiles {
+    pub event_type: String,
+    pub columns: Vec<TypedFileColumn>,
+    pub files: Vec<TypedFile>,
+}
+
+/// A payload field's column in a typed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedFileColumn {
+    /// The member name in the payload.
+    pub field: String,
+    /// The column's name in the file (`payload.<field>`).
+    pub column: String,
+    /// What the column holds: the day's shape of the field, integers as
+    /// `bigint`, as the typed tables type it.
+    pub shape: crate::payload_schema::Shape,
+}
+
+/// One typed Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedFile {
+    /// Relative to the lake root.
+    pub key: String,
+    pub size: u64,
+    pub rows: u64,
 }
 
 /// Rows of one (event type, aggregate type) in a curated day.
@@ -172,6 +209,7 @@ mod tests {
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
             counts: None,
             shapes: None,
+            typed: None,
         });
         let text = serde_json::to_string(&m).unwrap();
         assert!(text.starts_with(r#"{"version":"1","table":"events""#), "{text}");

@@ -20,6 +20,31 @@ pub const RESULTS_PREFIX: &str = "_results";
 /// Name of the curated events table.
 pub const EVENTS_TABLE: &str = "events";
 
+/// Prefix of the typed copies of curated days: per event type, the day's
+/// rows with the payload's fields as typed columns (ADR 0018).
+pub const TYPED_PREFIX: &str = "typed";
+
+/// Root of a table's typed copies: `typed/<table>`.
+pub fn typed_root(table: &str) -> String {
+    format!("{TYPED_PREFIX}/{table}")
+}
+
+/// A typed file of one compaction run of one day, relative to
+/// [`typed_root`]: `dt=YYYY-MM-DD/<run_id>/type-<nnnn>-part-<nnnnn>.zstd.parquet`
+/// (event types are numbered: their names may hold any character; the
+/// coverage manifest says which type a number is).
+pub fn typed_file(dt: NaiveDate, run_id: &str, type_index: usize, part: usize) -> String {
+    format!("dt={dt}/{run_id}/type-{type_index:04}-part-{part:05}.zstd.parquet")
+}
+
+/// The run id of a typed file's key made from [`typed_root`] and [`typed_file`].
+pub fn run_id_of_typed_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(TYPED_PREFIX)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let (_table, _dt, run, _file) = (parts.next()?, parts.next()?.strip_prefix("dt=")?, parts.next()?, parts.next()?);
+    (parts.next().is_none() && !run.is_empty()).then_some(run)
+}
+
 /// Where the compactor records what rebuilds of published derived days changed.
 pub const RESTATEMENTS_PREFIX: &str = "_restatements";
 
@@ -124,6 +149,10 @@ mod tests {
         assert_eq!(manifest_key("events", d("2026-11-02"), "r1"), "_manifests/events/dt=2026-11-02/r1.json");
         assert_eq!(curated_file("dt", d("2026-11-02"), "0123abcd", 3), "dt=2026-11-02/part-00003-0123abcd.zstd.parquet");
         assert_eq!(run_id_of_curated_file("dt=2026-11-02/part-00003-0123abcd.zstd.parquet"), Some("0123abcd"));
+        let typed = format!("{}/{}", typed_root("events"), typed_file(d("2026-11-02"), "0123abcd", 2, 1));
+        assert_eq!(typed, "typed/events/dt=2026-11-02/0123abcd/type-0002-part-00001.zstd.parquet");
+        assert_eq!(run_id_of_typed_key(&typed), Some("0123abcd"));
+        assert_eq!(run_id_of_typed_key("typed/events/dt=2026-11-02/x.parquet"), None);
     }
 
     #[test]

@@ -24,11 +24,12 @@ pub(crate) async fn vacuum(args: VacuumArgs) -> anyhow::Result<ExitCode> {
     let (config, lake) = args.lake.load().await?;
     let r = maintenance::vacuum(&lake, &config, args.retain).await?;
     println!(
-        "deleted {} covered raw files ({}), {} unreferenced table files, {} stale manifests",
+        "deleted {} covered raw files ({}), {} unreferenced table files, {} stale manifests, {} stale typed files",
         r.raw_files_deleted,
         bytes(r.raw_bytes_deleted),
         r.table_files_deleted,
-        r.manifests_deleted
+        r.manifests_deleted,
+        r.typed_files_deleted
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -198,6 +198,14 @@ fn each_event_type_is_a_typed_table_over_curated_and_hot_days() {
     );
     assert_eq!(differing, vec![json!([0])]);
     assert_eq!(rows(&config, "SELECT event_id, amount FROM payments"), vec![json!(["p1", 5])]);
+    // A curated day is read from its typed copy when the copy types the
+    // wanted fields as the table does (day 2's totals are doubles), and
+    // from the payloads when not (day 1's items lack `qty`).
+    let plan = |sql: &str| query(&config, &format!("EXPLAIN {sql}")).to_string();
+    let copied = plan("SELECT sum(total), max(coupon) FROM order_placed WHERE dt = DATE '2026-10-02'");
+    assert!(copied.contains("typed/events/dt=2026-10-02/") && !copied.contains("payload_columns"), "{copied}");
+    let parsed = plan("SELECT items FROM order_placed WHERE dt = DATE '2026-10-01'");
+    assert!(parsed.contains("payload_columns") && !parsed.contains("typed/events/"), "{parsed}");
 
     let status: Value = serde_json::from_slice(&run_ok(sediment().args(["status", "--json", "--config"]).arg(&config)).stdout).unwrap();
     let typed = &status["typed_tables"]["tables"];
@@ -211,8 +219,13 @@ fn each_event_type_is_a_typed_table_over_curated_and_hot_days() {
     assert!(err.contains("payload field \"amount\"") && err.contains("\"lots\" is not bigint"), "{err}");
     // Compacting the day widens the shape: the value is then JSON text.
     run_ok(sediment().args(["compact", "--all", "--config"]).arg(&config));
-    assert_eq!(
-        rows(&config, "SELECT event_id, amount FROM payments ORDER BY event_id"),
-        vec![json!(["p1", "5"]), json!(["p2", "\"lots\""])]
-    );
+    let amounts = vec![json!(["p1", "5"]), json!(["p2", "\"lots\""])];
+    assert_eq!(rows(&config, "SELECT event_id, amount FROM payments ORDER BY event_id"), amounts);
+    // Recompaction replaces the copies; vacuum deletes the replaced ones.
+    run_ok(sediment().args(["compact", "--all", "--rebuild", "--config"]).arg(&config));
+    let out = run_ok(sediment().args(["vacuum", "--retain", "0s", "--config"]).arg(&config));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains(", 5 stale typed files"), "{printed}");
+    assert_eq!(rows(&config, "SELECT event_id, amount FROM payments ORDER BY event_id"), amounts);
+    assert_eq!(rows(&config, "SELECT count(*), sum(total) FROM order_placed WHERE dt < DATE '2026-10-03'"), vec![json!([3, 23.5])]);
 }
