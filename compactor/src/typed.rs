@@ -1,7 +1,7 @@
 //! The typed copies of a compacted day (ADR 0018): for each event type
-//! whose payloads are objects, the day's rows with a column per top-level
-//! payload field, typed as the typed tables type it, so those tables read
-//! columns instead of parsing JSON. Written after the day's files and
+//! whose payloads are objects, the day's rows without the payload, with a
+//! column per top-level scalar payload field, typed as the typed tables
+//! type it, so those tables read columns instead of parsing JSON. Written after the day's files and
 //! before its manifest, which lists them: a reader finds them through the
 //! day's current run like every other file of the day.
 
@@ -26,6 +26,9 @@ use sediment_lake::schema::{EVENT_TYPE, PAYLOAD};
 use crate::write::{WriteSummary, write_copy, writer_properties};
 use crate::{Error, Result, Settings};
 
+/// A copy's payload columns, and the fields it leaves in the payload.
+type CopyColumns = (Vec<TypedFileColumn>, Vec<String>);
+
 /// One event type's way from the day's rows to its writer.
 struct Route {
     members: Vec<(String, Shape)>,
@@ -44,7 +47,7 @@ pub(crate) async fn write_typed(lake: &Lake, settings: &Settings, dt: NaiveDate,
     for ((event_type, _), shape) in &day.shapes {
         shapes.entry(event_type.as_str()).or_insert(Shape::Null).absorb(shape);
     }
-    let types: Vec<(String, Vec<TypedFileColumn>)> =
+    let types: Vec<(String, CopyColumns)> =
         shapes.into_iter().filter_map(|(t, shape)| typed_file_columns(&shape).map(|columns| (t.to_owned(), columns))).collect();
     if types.is_empty() || day.files.is_empty() {
         return Ok(Vec::new());
@@ -56,7 +59,7 @@ pub(crate) async fn write_typed(lake: &Lake, settings: &Settings, dt: NaiveDate,
     sizes.row_group_bytes = (sizes.row_group_bytes / types.len()).max(1 << 20);
     let mut routes: HashMap<String, Route> = HashMap::new();
     let mut writers = Vec::new();
-    for (index, (event_type, columns)) in types.iter().enumerate() {
+    for (index, (event_type, (columns, _))) in types.iter().enumerate() {
         let schema = typed_file_schema(columns);
         let (send, receive) = mpsc::channel(2);
         let members = columns.iter().map(|c| (c.field.clone(), c.shape.clone())).collect();
@@ -91,7 +94,15 @@ pub(crate) async fn write_typed(lake: &Lake, settings: &Settings, dt: NaiveDate,
                 let Some(payloads) = payloads else { return Err(Error::Internal("a curated file's payload is not text".into())) };
                 match payload_arrays(&route.members, payloads) {
                     Ok(typed) => {
-                        let mut columns = rows.columns().to_vec();
+                        // Every column but the payload, which the copy does not repeat.
+                        let mut columns: Vec<_> = rows
+                            .schema()
+                            .fields()
+                            .iter()
+                            .zip(rows.columns())
+                            .filter(|(f, _)| f.name() != PAYLOAD)
+                            .map(|(_, c)| Arc::clone(c))
+                            .collect();
                         columns.extend(typed);
                         let out =
                             RecordBatch::try_new(Arc::clone(&route.schema), columns).map_err(datafusion::error::DataFusionError::from)?;
@@ -114,7 +125,7 @@ pub(crate) async fn write_typed(lake: &Lake, settings: &Settings, dt: NaiveDate,
     let (routes, written) = futures::join!(route, futures::future::join_all(writers));
     let routes = routes?;
     let mut copies = Vec::new();
-    for ((event_type, columns), summary) in types.into_iter().zip(written) {
+    for ((event_type, (columns, parsed)), summary) in types.into_iter().zip(written) {
         let summary = summary?;
         let files = summary.files.iter().map(|f| TypedFile { key: format!("{root}/{}", f.path), size: f.size, rows: f.rows });
         if routes.get(&event_type).is_some_and(|r| r.misfit.is_some()) {
@@ -123,7 +134,7 @@ pub(crate) async fn write_typed(lake: &Lake, settings: &Settings, dt: NaiveDate,
             }
             continue;
         }
-        copies.push(TypedFiles { event_type, columns, files: files.collect() });
+        copies.push(TypedFiles { event_type, columns, parsed, files: files.collect() });
     }
     Ok(copies)
 }

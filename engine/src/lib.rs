@@ -24,6 +24,7 @@ pub mod first_row;
 pub mod fold;
 pub mod lag;
 pub mod nested_loop;
+pub mod payload_reads;
 pub mod schema;
 pub mod session;
 pub mod state;

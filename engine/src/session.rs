@@ -122,6 +122,7 @@ fn build(config: SessionConfig, runtime: Arc<RuntimeEnv>, trino_types: bool) -> 
         .with_analyzer_rule(Arc::new(sediment_trino::overflow::CheckedIntegers))
         .with_optimizer_rule(Arc::new(crate::top1::FirstRowPerKey))
         .with_optimizer_rule(Arc::new(crate::counts::CountsFromManifests))
+        .with_optimizer_rule(Arc::new(crate::payload_reads::PayloadReads))
         .build();
     // Registering a rewrite only adds it to the analyzer's list.
     let _ = state.register_function_rewrite(Arc::new(sediment_trino::calls::TrinoCalls));

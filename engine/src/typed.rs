@@ -255,26 +255,44 @@ pub fn typed_file_column(field: &str) -> String {
 }
 
 /// The payload columns of a typed file for a day's merged shape of an event
-/// type: a column per top-level field with a value that day, typed as the
-/// typed tables type it. `None` when the payloads are not objects.
-pub fn typed_file_columns(day: &Shape) -> Option<Vec<TypedFileColumn>> {
-    match day {
-        Shape::Object { fields } => Some(
-            fields
-                .iter()
-                .filter(|(_, s)| **s != Shape::Null)
-                .map(|(field, s)| TypedFileColumn { field: field.clone(), column: typed_file_column(field), shape: column_shape(s) })
-                .collect(),
-        ),
-        _ => None,
+/// type: a column per top-level scalar field with a value that day, typed
+/// as the typed tables type it; and the fields with values it holds no
+/// column of (objects, arrays, mixed kinds: read from the payload, which
+/// the copy does not repeat). `None` when the payloads are not objects.
+pub fn typed_file_columns(day: &Shape) -> Option<(Vec<TypedFileColumn>, Vec<String>)> {
+    let Shape::Object { fields } = day else { return None };
+    let mut columns = Vec::new();
+    let mut parsed = Vec::new();
+    for (field, shape) in fields.iter().filter(|(_, s)| **s != Shape::Null) {
+        match column_shape(shape) {
+            shape @ (Shape::Boolean | Shape::Bigint | Shape::Double | Shape::Varchar) => {
+                columns.push(TypedFileColumn { field: field.clone(), column: typed_file_column(field), shape })
+            }
+            _ => parsed.push(field.clone()),
+        }
     }
+    Some((columns, parsed))
 }
 
-/// The schema of a typed file: the curated file's columns, then the payload's.
+/// The schema of a typed file: the curated file's columns but the payload,
+/// then the payload's fields.
 pub fn typed_file_schema(columns: &[TypedFileColumn]) -> SchemaRef {
-    let mut fields: Vec<Field> = curated_events_file_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> =
+        curated_events_file_schema().fields().iter().filter(|f| f.name() != PAYLOAD).map(|f| f.as_ref().clone()).collect();
     fields.extend(columns.iter().map(|c| Field::new(&c.column, c.shape.arrow_type(), true)));
     Arc::new(Schema::new(fields))
+}
+
+/// Whether a day's typed copy holds `field` as a column of a shape `serves`
+/// accepts, or the day has no value of it (NULL).
+pub(crate) fn copy_serves(copy: &TypedFiles, field: &str, serves: impl Fn(&Shape) -> bool) -> bool {
+    if copy.parsed.iter().any(|f| f == field) {
+        return false;
+    }
+    match copy.columns.iter().find(|c| c.field == field) {
+        None => true,
+        Some(c) => c.column == typed_file_column(&c.field) && serves(&c.shape),
+    }
 }
 
 /// A column of `shape` from JSON values (`None`: SQL NULL).
@@ -425,22 +443,14 @@ impl TableProvider for TypedEventsTable {
         let typed: Vec<&TypedColumn> = wanted.iter().filter(|&&i| i >= envelope).map(|&i| &self.def.columns[i - envelope]).collect();
         // Curated days without the type are left out; days whose typed copy
         // holds every wanted column as this table types it are read from it.
-        let mut copies: Vec<(NaiveDate, &TypedFiles)> = Vec::new();
-        let mut elsewhere: HashSet<NaiveDate> = HashSet::new();
-        for (dt, day) in &state.curated {
-            let manifest = &day.manifest;
-            if manifest.shapes.as_ref().is_some_and(|shapes| !shapes.iter().any(|s| s.event_type == self.def.event_type)) {
-                elsewhere.insert(*dt);
-            } else if let Some(copy) = manifest.typed.iter().flatten().find(|t| t.event_type == self.def.event_type)
-                && typed.iter().all(|c| serves(copy, c))
-            {
-                copies.push((*dt, copy));
-                elsewhere.insert(*dt);
-            }
-        }
+        // A copy does not repeat the payload.
+        let payload_wanted = wanted.iter().any(|&i| self.schema.field(i).name() == PAYLOAD);
+        let (copies, elsewhere) =
+            days_of_type(&state, &self.def.event_type, |copy| !payload_wanted && typed.iter().all(|c| serves(copy, c)));
         let mut parts = Vec::new();
         if !copies.is_empty() {
-            parts.push(self.scan_copies(session, &copies, &wanted, filters, limit).await?);
+            let stored = |i: usize| typed_file_column(&self.def.columns[i - envelope].field);
+            parts.push(copies_plan(session, &self.schema, &wanted, &stored, &copies, filters, limit).await?);
         }
         if let Some(plan) = events_plan_of(&state, &|d| !elsewhere.contains(&d))? {
             parts.push(self.scan_payloads(session, plan, &wanted, &typed, filters, limit).await?);
@@ -456,57 +466,90 @@ impl TableProvider for TypedEventsTable {
 /// day's column has the table's type (or is `bigint` where the table's is
 /// `double`, a widening cast), or the day has no value for the field.
 fn serves(copy: &TypedFiles, column: &TypedColumn) -> bool {
-    match copy.columns.iter().find(|c| c.field == column.field) {
-        None => true,
-        Some(c) => {
-            c.column == typed_file_column(&c.field)
-                && (c.shape == column.shape || (c.shape == Shape::Bigint && column.shape == Shape::Double))
+    copy_serves(copy, &column.field, |s| *s == column.shape || (*s == Shape::Bigint && column.shape == Shape::Double))
+}
+
+/// The days' typed copies as the `wanted` columns of `schema` (`events`'
+/// columns, then payload columns, each stored as `stored(index)` and cast
+/// to the column's type), the filters on `dt` applied, `limit` when every
+/// filter is on `dt`.
+pub(crate) async fn copies_plan(
+    session: &dyn Session,
+    schema: &SchemaRef,
+    wanted: &[usize],
+    stored: &(dyn Fn(usize) -> String + Sync),
+    copies: &[(NaiveDate, &TypedFiles)],
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let envelope = events_schema().fields().len();
+    let columns: Vec<(String, &Field)> = wanted
+        .iter()
+        .map(|&i| {
+            let field = schema.field(i);
+            (if i < envelope { field.name().clone() } else { stored(i) }, field)
+        })
+        .collect();
+    let curated = curated_events_file_schema();
+    // A copy holds no payload: none is asked of it.
+    let mut fields: Vec<Field> = curated.fields().iter().filter(|f| f.name() != PAYLOAD).map(|f| f.as_ref().clone()).collect();
+    fields.extend(
+        columns
+            .iter()
+            .filter(|(stored, _)| stored != DT && curated.index_of(stored).is_err())
+            .map(|(stored, f)| Field::new(stored, f.data_type().clone(), true)),
+    );
+    let files: Vec<DataFile> = copies
+        .iter()
+        .flat_map(|(dt, copy)| {
+            copy.files.iter().map(|f| DataFile {
+                key: f.key.clone(),
+                size: f.size,
+                num_rows: Some(f.rows as usize),
+                partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
+            })
+        })
+        .collect();
+    let table = FileListTable::new(Arc::new(Schema::new(fields)), vec![Arc::new(dt_field())], files);
+    let mut plan = LogicalPlanBuilder::scan("typed", provider_as_source(Arc::new(table)), None)?;
+    let (exact, all) = exact_filters(filters, DT);
+    if let Some(predicate) = conjunction(exact) {
+        plan = plan.filter(predicate)?;
+    }
+    plan = plan.project(columns.iter().map(|(stored, field)| {
+        cast(Expr::Column(datafusion::common::Column::new_unqualified(stored)), field.data_type().clone()).alias(field.name())
+    }))?;
+    if let Some(n) = limit.filter(|_| all) {
+        plan = plan.limit(0, Some(n))?;
+    }
+    session.create_physical_plan(&plan.build()?).await
+}
+
+/// The curated days `events` of `event_type` reads from typed copies, and
+/// the days it need not read (their manifests record no row of the type).
+/// A copy is used when `serves` accepts it.
+pub(crate) fn days_of_type<'s>(
+    state: &'s crate::state::EventsState,
+    event_type: &str,
+    serves: impl Fn(&TypedFiles) -> bool,
+) -> (Vec<(NaiveDate, &'s TypedFiles)>, HashSet<NaiveDate>) {
+    let mut copies = Vec::new();
+    let mut elsewhere = HashSet::new();
+    for (dt, day) in &state.curated {
+        let manifest = &day.manifest;
+        if manifest.shapes.as_ref().is_some_and(|shapes| !shapes.iter().any(|s| s.event_type == event_type)) {
+            elsewhere.insert(*dt);
+        } else if let Some(copy) = manifest.typed.iter().flatten().find(|t| t.event_type == event_type)
+            && serves(copy)
+        {
+            copies.push((*dt, copy));
+            elsewhere.insert(*dt);
         }
     }
+    (copies, elsewhere)
 }
 
 impl TypedEventsTable {
-    /// The wanted columns from the days' typed copies, as stored.
-    async fn scan_copies(
-        &self,
-        session: &dyn Session,
-        copies: &[(NaiveDate, &TypedFiles)],
-        wanted: &[usize],
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        let envelope = events_schema().fields().len();
-        let mut fields: Vec<Field> = curated_events_file_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.extend(self.def.columns.iter().map(|c| Field::new(typed_file_column(&c.field), c.shape.arrow_type(), true)));
-        let files: Vec<DataFile> = copies
-            .iter()
-            .flat_map(|(dt, copy)| {
-                copy.files.iter().map(|f| DataFile {
-                    key: f.key.clone(),
-                    size: f.size,
-                    num_rows: Some(f.rows as usize),
-                    partition_values: vec![ScalarValue::Date32(Some(date32(*dt)))],
-                })
-            })
-            .collect();
-        let table = FileListTable::new(Arc::new(Schema::new(fields)), vec![Arc::new(dt_field())], files);
-        let mut plan = LogicalPlanBuilder::scan("typed", provider_as_source(Arc::new(table)), None)?;
-        let (exact, all) = exact_filters(filters, DT);
-        if let Some(predicate) = conjunction(exact) {
-            plan = plan.filter(predicate)?;
-        }
-        let columns = wanted.iter().map(|&i| {
-            let field = self.schema.field(i);
-            let stored = if i < envelope { field.name().clone() } else { typed_file_column(&self.def.columns[i - envelope].field) };
-            cast(Expr::Column(datafusion::common::Column::new_unqualified(stored)), field.data_type().clone()).alias(field.name())
-        });
-        plan = plan.project(columns)?;
-        if let Some(n) = limit.filter(|_| all) {
-            plan = plan.limit(0, Some(n))?;
-        }
-        session.create_physical_plan(&plan.build()?).await
-    }
-
     /// The wanted columns from `events` of the type, the payload parsed.
     async fn scan_payloads(
         &self,

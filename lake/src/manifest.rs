@@ -57,12 +57,16 @@ pub struct ManifestV1 {
 }
 
 /// The typed copy of one event type's rows in a curated day: every column
-/// of the curated files, then a column per top-level payload field the
-/// day's payloads have a value for.
+/// of the curated files but the payload, then a column per top-level
+/// scalar payload field the day's payloads have a value for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TypedFiles {
     pub event_type: String,
     pub columns: Vec<TypedFileColumn>,
+    /// Fields with values that day that have no column (objects, arrays,
+    /// mixed kinds): read from the payload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parsed: Vec<String>,
     pub files: Vec<TypedFile>,
 }
 

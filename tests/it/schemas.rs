@@ -206,6 +206,14 @@ fn each_event_type_is_a_typed_table_over_curated_and_hot_days() {
     assert!(copied.contains("typed/events/dt=2026-10-02/") && !copied.contains("payload_columns"), "{copied}");
     let parsed = plan("SELECT items FROM order_placed WHERE dt = DATE '2026-10-01'");
     assert!(parsed.contains("payload_columns") && !parsed.contains("typed/events/"), "{parsed}");
+    // JSON paths over `events` of one type read the copies too, and the hot
+    // day's payloads: the same answer as the typed table's.
+    let json = "SELECT sum(CAST(json_extract_scalar(payload, '$.total') AS DOUBLE)), max(json_extract_scalar(payload, '$.coupon')) \
+                FROM events WHERE event_type = 'OrderPlaced'";
+    assert_eq!(rows(&config, json), vec![json!([30.5, "Z"])]);
+    assert_eq!(rows(&config, "SELECT sum(total), max(coupon) FROM order_placed"), vec![json!([30.5, "Z"])]);
+    let read = plan(&format!("{json} AND dt = DATE '2026-10-02'"));
+    assert!(read.contains("typed/events/dt=2026-10-02/") && read.contains("__payload_read_1"), "{read}");
 
     let status: Value = serde_json::from_slice(&run_ok(sediment().args(["status", "--json", "--config"]).arg(&config)).stdout).unwrap();
     let typed = &status["typed_tables"]["tables"];
