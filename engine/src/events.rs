@@ -137,7 +137,7 @@ fn eval_day(props: &datafusion::execution::context::ExecutionProps, filters: &[E
 }
 
 /// Output columns with the curated/raw physical types cast to the query types.
-pub(crate) fn typed_columns() -> Vec<Expr> {
+fn typed_columns() -> Vec<Expr> {
     events_schema().fields().iter().map(|f| cast(col(f.name()), f.data_type().clone()).alias(f.name())).collect()
 }
 

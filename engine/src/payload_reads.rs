@@ -354,9 +354,7 @@ impl TableProvider for EventsOfType {
         let n = envelope.fields().len();
         let wanted: Vec<usize> = projection.cloned().unwrap_or_else(|| (0..self.schema.fields().len()).collect());
         let reads: Vec<&PayloadRead> = wanted.iter().filter(|&&i| i >= n).map(|&i| &self.reads[i - n]).collect();
-        // A copy does not repeat the payload.
-        let payload_wanted = wanted.iter().any(|&i| self.schema.field(i).name() == PAYLOAD);
-        let (copies, elsewhere) = days_of_type(&state, &self.event_type, |copy| !payload_wanted && self.serves(copy, &reads));
+        let (copies, elsewhere) = days_of_type(&state, &self.event_type, &self.schema, &wanted, |copy| self.serves(copy, &reads));
         let mut parts = Vec::new();
         if !copies.is_empty() {
             let stored = |i: usize| typed_file_column(&self.reads[i - n].field);

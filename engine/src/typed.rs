@@ -443,10 +443,8 @@ impl TableProvider for TypedEventsTable {
         let typed: Vec<&TypedColumn> = wanted.iter().filter(|&&i| i >= envelope).map(|&i| &self.def.columns[i - envelope]).collect();
         // Curated days without the type are left out; days whose typed copy
         // holds every wanted column as this table types it are read from it.
-        // A copy does not repeat the payload.
-        let payload_wanted = wanted.iter().any(|&i| self.schema.field(i).name() == PAYLOAD);
         let (copies, elsewhere) =
-            days_of_type(&state, &self.def.event_type, |copy| !payload_wanted && typed.iter().all(|c| serves(copy, c)));
+            days_of_type(&state, &self.def.event_type, &self.schema, &wanted, |copy| typed.iter().all(|c| serves(copy, c)));
         let mut parts = Vec::new();
         if !copies.is_empty() {
             let stored = |i: usize| typed_file_column(&self.def.columns[i - envelope].field);
@@ -527,12 +525,16 @@ pub(crate) async fn copies_plan(
 
 /// The curated days `events` of `event_type` reads from typed copies, and
 /// the days it need not read (their manifests record no row of the type).
-/// A copy is used when `serves` accepts it.
+/// A copy is used when the `wanted` columns of `schema` do not include the
+/// payload (a copy does not repeat it) and `serves` accepts it.
 pub(crate) fn days_of_type<'s>(
     state: &'s crate::state::EventsState,
     event_type: &str,
+    schema: &Schema,
+    wanted: &[usize],
     serves: impl Fn(&TypedFiles) -> bool,
 ) -> (Vec<(NaiveDate, &'s TypedFiles)>, HashSet<NaiveDate>) {
+    let payload_wanted = wanted.iter().any(|&i| schema.field(i).name() == PAYLOAD);
     let mut copies = Vec::new();
     let mut elsewhere = HashSet::new();
     for (dt, day) in &state.curated {
@@ -540,6 +542,7 @@ pub(crate) fn days_of_type<'s>(
         if manifest.shapes.as_ref().is_some_and(|shapes| !shapes.iter().any(|s| s.event_type == event_type)) {
             elsewhere.insert(*dt);
         } else if let Some(copy) = manifest.typed.iter().flatten().find(|t| t.event_type == event_type)
+            && !payload_wanted
             && serves(copy)
         {
             copies.push((*dt, copy));
